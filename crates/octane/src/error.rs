@@ -1,0 +1,187 @@
+//! The engine's error type.
+
+use crate::history::Location;
+use crate::store::{StoreError, WorkflowId, WorkflowState};
+
+/// The stable code carried by every [`Error::HistoryDiverged`] message.
+pub const HISTORY_DIVERGED: &str = "OCTANE-DIVERGED";
+
+/// Errors returned by the engine and by workflow steps.
+///
+/// Steps inside a workflow return this type; `?` turns it into the
+/// workflow's `anyhow::Error`. Let step errors propagate: the engine reads
+/// the cause of a workflow's stop from its own records, so swallowing an
+/// [`Error::Yield`] or [`Error::HistoryDiverged`] does not change what
+/// happens, but code after it would run for nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The code took a different step than the one recorded at `location`.
+    /// The workflow is parked as failed, its history untouched; deploy code
+    /// that matches (or insert the new step with a higher `ctx.v(n)`), then
+    /// wake it.
+    #[error(
+        "[{HISTORY_DIVERGED}] workflow {workflow_id} diverged from its history at {location}: \
+         recorded {recorded}, but the code asked for {requested}"
+    )]
+    HistoryDiverged {
+        /// The workflow.
+        workflow_id: WorkflowId,
+        /// Where the recorded event sits.
+        location: Location,
+        /// The recorded event.
+        recorded: String,
+        /// What the code asked for.
+        requested: String,
+    },
+
+    /// An activity failed on every attempt its retry policy allows. The
+    /// workflow may handle it; replay returns the same error.
+    #[error("activity `{activity}` at {location} of workflow {workflow_id} failed after {attempts} attempt(s): {message}")]
+    ActivityFailed {
+        /// The workflow.
+        workflow_id: WorkflowId,
+        /// Where the activity sits.
+        location: Location,
+        /// The activity name.
+        activity: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's error.
+        message: String,
+    },
+
+    /// Not a failure: the workflow must stop here because it sleeps, is
+    /// being evicted by a shutting-down worker, or lost its lease. Return it
+    /// with `?`; the worker records what happens next.
+    #[error("workflow {workflow_id} yields: {reason}")]
+    Yield {
+        /// The workflow.
+        workflow_id: WorkflowId,
+        /// Why.
+        reason: &'static str,
+    },
+
+    /// No workflow has this id.
+    #[error("no workflow with id {workflow_id}")]
+    WorkflowNotFound {
+        /// The id asked for.
+        workflow_id: WorkflowId,
+    },
+
+    /// The workflow finished with an error.
+    #[error("workflow {workflow_id} (`{name}`) failed: {message}")]
+    WorkflowFailed {
+        /// The workflow.
+        workflow_id: WorkflowId,
+        /// Its name.
+        name: String,
+        /// Its error.
+        message: String,
+    },
+
+    /// The workflow was cancelled.
+    #[error("workflow {workflow_id} was cancelled")]
+    WorkflowCancelled {
+        /// The workflow.
+        workflow_id: WorkflowId,
+    },
+
+    /// The id belongs to a workflow of another type than the caller named.
+    #[error("workflow {workflow_id} is a `{actual}`, not a `{expected}`")]
+    WrongWorkflow {
+        /// The workflow.
+        workflow_id: WorkflowId,
+        /// The name the caller expected.
+        expected: &'static str,
+        /// Its actual name.
+        actual: String,
+    },
+
+    /// No workflow of this name is registered with the engine.
+    #[error("unknown workflow `{name}`; registered: [{}]", registered.join(", "))]
+    UnknownWorkflow {
+        /// The name asked for.
+        name: String,
+        /// The names the engine knows.
+        registered: Vec<String>,
+    },
+
+    /// A workflow input that does not deserialize into the workflow's input
+    /// type. Nothing was stored.
+    #[error("invalid input for workflow `{workflow}`: {message}")]
+    InvalidInput {
+        /// The workflow name.
+        workflow: String,
+        /// Why it does not deserialize.
+        message: String,
+    },
+
+    /// A recorded value (input, output, loop state) no longer deserializes
+    /// into the type the code expects. The workflow is parked as failed.
+    #[error("workflow {workflow_id}: recorded {what} at {location} does not decode: {message}")]
+    Decode {
+        /// The workflow.
+        workflow_id: WorkflowId,
+        /// Where the value is recorded.
+        location: Location,
+        /// What the value is.
+        what: String,
+        /// The deserializer's complaint.
+        message: String,
+    },
+
+    /// A value could not be serialized.
+    #[error("cannot serialize {what}: {message}")]
+    Encode {
+        /// What the value is.
+        what: String,
+        /// The serializer's complaint.
+        message: String,
+    },
+
+    /// A loop's state serialized to more bytes than the configured cap.
+    /// Keep large data in your own storage and the key in the loop state.
+    #[error("loop at {location} of workflow {workflow_id} has a state of {size} bytes, over the cap of {cap} bytes")]
+    LoopStateTooLarge {
+        /// The workflow.
+        workflow_id: WorkflowId,
+        /// The loop's location.
+        location: Location,
+        /// The serialized state's size.
+        size: usize,
+        /// The cap.
+        cap: usize,
+    },
+
+    /// The workflow is not in a state the operation applies to.
+    #[error("workflow {workflow_id} is {state}: cannot {operation}")]
+    InvalidState {
+        /// The workflow.
+        workflow_id: WorkflowId,
+        /// Its state.
+        state: WorkflowState,
+        /// What was attempted.
+        operation: &'static str,
+    },
+
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Error {
+    /// Whether the same call may succeed later (the database was busy or
+    /// briefly unavailable).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Store(e) if e.is_retryable())
+    }
+
+    /// The stable code of errors that have one.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Error::HistoryDiverged { .. } => Some(HISTORY_DIVERGED),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Octane: durable workflows for Rust.
+//!
+//! A workflow is an async function whose every step — an activity, a
+//! sleep, a loop iteration — is recorded in a database. When the process
+//! dies, or the workflow sleeps and leaves memory, it is later *replayed*:
+//! the function runs again from the top, recorded steps return their
+//! recorded results instead of running again, and the function carries on
+//! live from the first step with no record.
+//!
+//! Start with [`prelude`], [`Workflow`], [`Activity`] and [`Engine`]; the
+//! loop that runs for ever is [`WorkflowCtx::repeat`] (see [`loops`]).
+//!
+//! ```no_run
+//! use octane::prelude::*;
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct AddOne { value: u64 }
+//!
+//! impl Activity for AddOne {
+//!     const NAME: &'static str = "add_one";
+//!     type Output = u64;
+//!     async fn run(&self, _ctx: &ActivityCtx) -> Result<u64> { Ok(self.value + 1) }
+//! }
+//!
+//! struct Counter;
+//! impl Workflow for Counter {
+//!     const NAME: &'static str = "counter";
+//!     type Input = u64;
+//!     type Output = u64;
+//!     async fn run(ctx: &mut WorkflowCtx, target: &u64) -> Result<u64> {
+//!         let target = *target;
+//!         ctx.repeat(0u64).commit_every(20).run(move |ctx, total| async move {
+//!             *total = ctx.activity(AddOne { value: *total }).await?;
+//!             Ok(if *total >= target { Loop::Break(*total) } else { Loop::Continue })
+//!         }.boxed()).await
+//!     }
+//! }
+//!
+//! # async fn main_() -> anyhow::Result<()> {
+//! let engine = Engine::open("sqlite://octane.db").await?.register::<Counter>();
+//! let worker = engine.worker().concurrency(256).spawn();
+//! let id = engine.dispatch::<Counter>(1_000).tag("tenant", "acme").await?;
+//! let total = engine.wait::<Counter>(id).await?;
+//! assert_eq!(total, 1_000);
+//! worker.shutdown().await;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod activity;
+mod clock;
+mod ctx;
+mod engine;
+mod error;
+pub mod history;
+pub mod loops;
+pub mod store;
+mod worker;
+mod workflow;
+
+pub use activity::{Activity, ActivityCtx, RetryPolicy};
+pub use ctx::{Join, WorkflowCtx};
+pub use engine::{Dispatch, Engine, HistoryEntry, DEFAULT_MAX_LOOP_STATE};
+pub use error::{Error, HISTORY_DIVERGED};
+pub use loops::{Loop, Repeat};
+pub use store::{ListFilter, WorkflowId, WorkflowInfo, WorkflowState};
+pub use worker::{Worker, WorkerBuilder};
+pub use workflow::Workflow;
+
+/// What workflow code needs in scope: `use octane::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Activity, ActivityCtx, Engine, Loop, RetryPolicy, Workflow, WorkflowCtx, WorkflowId,
+    };
+    pub use anyhow::Result;
+    pub use futures::FutureExt;
+    pub use serde::{Deserialize, Serialize};
+}

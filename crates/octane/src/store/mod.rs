@@ -1,0 +1,148 @@
+//! The storage seam: one narrow [`Store`] trait, one module per backend.
+//!
+//! Contexts and the worker speak only to this trait. A backend stores
+//! workflows (with their lease), their history events, and nothing else;
+//! all replay logic lives above it. The trait is public so that a
+//! fault-injecting wrapper can sit around a real store in tests.
+//!
+//! Every history write goes through [`Store::commit`], which checks the
+//! caller's lease epoch in the same transaction as the write (fencing): a
+//! worker that lost its lease can never write again.
+
+pub mod sqlite;
+mod types;
+
+use async_trait::async_trait;
+
+pub use types::{
+    Batch, ClaimRequest, Claimed, ClaimedWorkflow, Control, Lease, ListFilter, NewWorkflow, Transition,
+    WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
+};
+
+use crate::history::Event;
+
+/// Errors at the storage boundary.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The write was fenced off: another worker holds the workflow now (or
+    /// it was cancelled). Drop the in-memory run; never retry the write.
+    #[error("lease lost on workflow {workflow_id}: another worker took it over, or it was cancelled")]
+    LeaseLost {
+        /// The workflow whose lease was lost.
+        workflow_id: WorkflowId,
+    },
+    /// The database failed; whether a write took effect is unknown. Re-read
+    /// the truth before acting again.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A transaction shared with other writes failed to commit.
+    #[error("group commit failed: {0}")]
+    Commit(String),
+    /// A stored value could not be decoded.
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt {
+        /// The table holding the row.
+        table: &'static str,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// The database URL is not one Octane understands.
+    #[error("unsupported database url `{0}`: use sqlite://PATH")]
+    BadUrl(String),
+    /// The store is shutting down.
+    #[error("store closed")]
+    Closed,
+    /// The schema could not be migrated.
+    #[error("migration {version} failed: {detail}")]
+    Migration {
+        /// The migration that failed.
+        version: i64,
+        /// Why.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// Whether trying the same operation later may succeed (the database was
+    /// busy or briefly unavailable), as opposed to a logical failure.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::SystemIoFailure
+                        | rusqlite::ErrorCode::CannotOpen
+                )
+            ),
+            StoreError::Commit(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Persistent state of workflows and their histories.
+///
+/// Implementations must make each method atomic. Times are milliseconds
+/// since the Unix epoch, supplied by the caller so that all backends agree.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a new workflow, runnable at once.
+    async fn create(&self, workflow: NewWorkflow) -> Result<(), StoreError>;
+
+    /// Leases up to `limit` runnable workflows to a worker: new ones, sleepers
+    /// whose deadline passed, and running ones whose lease expired. Each
+    /// claim bumps the workflow's lease epoch.
+    async fn claim(&self, request: ClaimRequest) -> Result<Claimed, StoreError>;
+
+    /// The active history of a workflow: every event except forgotten loop
+    /// iterations, which are not read at all.
+    async fn load_history(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError>;
+
+    /// Every stored event of a workflow, forgotten ones included (for
+    /// inspection tools).
+    async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError>;
+
+    /// Applies a batch of history writes and a state transition in one
+    /// transaction, if and only if `lease` is still current.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when the epoch no longer matches.
+    async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError>;
+
+    /// Extends the given leases; returns the ids of those that were lost.
+    async fn renew(
+        &self,
+        leases: Vec<Lease>,
+        expires_at: i64,
+    ) -> Result<Vec<WorkflowId>, StoreError>;
+
+    /// One workflow, if it exists.
+    async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError>;
+
+    /// Workflows matching `filter`, newest first.
+    async fn list(&self, filter: ListFilter) -> Result<Vec<WorkflowInfo>, StoreError>;
+
+    /// Cancels or wakes a workflow; returns its state before, or `None` if it
+    /// does not exist.
+    async fn control(
+        &self,
+        id: WorkflowId,
+        control: Control,
+        now: i64,
+    ) -> Result<Option<WorkflowState>, StoreError>;
+}
+
+/// Opens the store a URL names.
+///
+/// # Errors
+/// [`StoreError::BadUrl`] for an unknown scheme; backend errors otherwise.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let options = sqlite::Options::from_url_rest(rest).map_err(|_| StoreError::BadUrl(url.into()))?;
+        return Ok(std::sync::Arc::new(sqlite::SqliteStore::open(options).await?));
+    }
+    Err(StoreError::BadUrl(url.to_string()))
+}

@@ -1,0 +1,175 @@
+//! History rows: loading active history, applying history writes.
+
+use rusqlite::{Connection, Row};
+
+use crate::history::{
+    active_ranges, forgotten_ranges, iterations_range, Event, EventKind, Location, LoopBoundary,
+};
+use crate::store::{StoreError, WorkflowId, WriteOp};
+
+const EVENT_COLUMNS: &str =
+    "location, version, kind, name, input_hash, data, error, attempts, iteration, done";
+
+/// The active history: first the loop events (to learn which iterations are
+/// forgotten), then only the key ranges outside forgotten iterations.
+pub(super) fn load(conn: &Connection, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+    let id = id.to_string();
+    let mut loops = conn.prepare_cached(
+        "SELECT location, iteration, done FROM events WHERE workflow_id = ?1 AND kind = 4",
+    )?;
+    let boundaries = loops
+        .query_map([&id], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        })?
+        .map(|row| {
+            let (location, iteration, done) = row?;
+            Ok(LoopBoundary {
+                location: decode_location(&location)?,
+                first_active: if done {
+                    u64::MAX
+                } else {
+                    decode_u64("iteration", iteration)?
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let mut events = Vec::new();
+    for range in active_ranges(&forgotten_ranges(boundaries)) {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = ?1 \
+             AND (?2 IS NULL OR location >= ?2) AND (?3 IS NULL OR location < ?3)"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map((&id, &range.from, &range.to), read_row)?;
+        for row in rows {
+            events.push(decode_event(row?)?);
+        }
+    }
+    Ok(events)
+}
+
+/// Every stored event, forgotten ones included, in history order.
+pub(super) fn all(conn: &Connection, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = ?1 ORDER BY location");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([id.to_string()], read_row)?;
+    rows.map(|r| decode_event(r?)).collect()
+}
+
+/// Applies history writes in order.
+pub(super) fn apply(conn: &Connection, id: WorkflowId, ops: &[WriteOp]) -> Result<(), StoreError> {
+    let id = id.to_string();
+    for op in ops {
+        match op {
+            WriteOp::Put(e) => {
+                let mut stmt = conn.prepare_cached(
+                    "INSERT OR REPLACE INTO events
+                     (workflow_id, location, version, kind, name, input_hash, data, error, attempts, iteration, done)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )?;
+                stmt.execute(rusqlite::params![
+                    id,
+                    e.location.encode(),
+                    e.version,
+                    e.kind.code(),
+                    e.name,
+                    encode_hash(e.input_hash),
+                    e.data,
+                    e.error,
+                    e.attempts,
+                    encode_u64("iteration", e.iteration)?,
+                    e.done,
+                ])?;
+            }
+            WriteOp::ForgetIterations {
+                loop_location,
+                below,
+            } => {
+                let (from, to) = iterations_range(loop_location, 0, *below);
+                let mut stmt = conn.prepare_cached(
+                    "DELETE FROM events WHERE workflow_id = ?1 AND location >= ?2 AND location < ?3",
+                )?;
+                stmt.execute((&id, from, to))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+type RawEvent = (
+    Vec<u8>,
+    u32,
+    i64,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    u32,
+    i64,
+    bool,
+);
+
+fn read_row(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+    ))
+}
+
+fn decode_event(raw: RawEvent) -> Result<Event, StoreError> {
+    let (location, version, kind, name, input_hash, data, error, attempts, iteration, done) = raw;
+    Ok(Event {
+        location: decode_location(&location)?,
+        version,
+        kind: EventKind::from_code(kind).ok_or_else(|| StoreError::Corrupt {
+            table: "events",
+            detail: format!("unknown event kind {kind}"),
+        })?,
+        name,
+        input_hash: u64::from_be_bytes(input_hash.to_be_bytes()),
+        data,
+        error,
+        attempts,
+        iteration: decode_u64("iteration", iteration)?,
+        done,
+    })
+}
+
+fn decode_location(bytes: &[u8]) -> Result<Location, StoreError> {
+    Location::decode(bytes).ok_or_else(|| StoreError::Corrupt {
+        table: "events",
+        detail: format!("undecodable location {bytes:02x?}"),
+    })
+}
+
+/// Input hashes use all 64 bits; SQLite integers are signed, so the bits are
+/// stored as they are.
+fn encode_hash(h: u64) -> i64 {
+    i64::from_be_bytes(h.to_be_bytes())
+}
+
+fn encode_u64(what: &'static str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt {
+        table: "events",
+        detail: format!("{what} {v} does not fit a signed 64-bit column"),
+    })
+}
+
+fn decode_u64(what: &'static str, v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt {
+        table: "events",
+        detail: format!("negative {what} {v}"),
+    })
+}

@@ -1,0 +1,123 @@
+//! Claiming runnable workflows, renewing leases, and fencing writes.
+
+use rusqlite::Connection;
+
+use crate::store::{ClaimRequest, Claimed, ClaimedWorkflow, Lease, StoreError, WorkflowId};
+
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Leases up to `limit` runnable workflows and reports the next deadline.
+pub(super) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Claimed, StoreError> {
+    if req.names.is_empty() {
+        return Ok(Claimed::default());
+    }
+    let names = placeholders(5, req.names.len());
+    let sql = format!(
+        "UPDATE workflows
+         SET state = 'running', lease_owner = ?1, lease_epoch = lease_epoch + 1,
+             lease_expires = ?2, wake_at = ?3, updated_at = ?3
+         WHERE id IN (
+             SELECT id FROM workflows
+             WHERE state IN ('pending', 'running', 'sleeping') AND wake_at <= ?3
+               AND (lease_expires IS NULL OR lease_expires <= ?3)
+               AND name IN ({names})
+             ORDER BY wake_at LIMIT ?4)
+         RETURNING id, name, input, lease_epoch"
+    );
+    let owner = req.owner.to_string();
+    let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&owner, &req.expires_at, &req.now, &limit];
+    params.extend(req.names.iter().map(|n| n as &dyn rusqlite::ToSql));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params.as_slice(), |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut workflows = Vec::new();
+    for row in rows {
+        let (id, name, input, epoch) = row?;
+        workflows.push(ClaimedWorkflow {
+            lease: Lease {
+                workflow_id: parse_id(&id)?,
+                owner: req.owner,
+                epoch,
+            },
+            name,
+            input,
+        });
+    }
+    let next_sql = format!(
+        "SELECT MIN(wake_at) FROM workflows
+         WHERE state IN ('pending', 'sleeping') AND name IN ({})",
+        placeholders(1, req.names.len())
+    );
+    let next_wake_at = conn
+        .prepare_cached(&next_sql)?
+        .query_row(rusqlite::params_from_iter(&req.names), |r| r.get(0))?;
+    Ok(Claimed {
+        workflows,
+        next_wake_at,
+    })
+}
+
+/// Checks that `lease` is current and extends it; the first statement of
+/// every history write, in the same transaction.
+pub(super) fn fence(
+    conn: &Connection,
+    lease: &Lease,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE workflows SET lease_expires = ?1, updated_at = ?2
+             WHERE id = ?3 AND lease_owner = ?4 AND lease_epoch = ?5 AND state = 'running'",
+        )?
+        .execute((
+            expires_at,
+            now,
+            lease.workflow_id.to_string(),
+            lease.owner.to_string(),
+            lease.epoch,
+        ))?;
+    if n == 0 {
+        return Err(StoreError::LeaseLost {
+            workflow_id: lease.workflow_id,
+        });
+    }
+    Ok(())
+}
+
+/// Extends leases; returns those that were lost.
+pub(super) fn renew(
+    conn: &Connection,
+    leases: &[Lease],
+    expires_at: i64,
+) -> Result<Vec<WorkflowId>, StoreError> {
+    let mut lost = Vec::new();
+    let now = crate::clock::now_ms();
+    for lease in leases {
+        match fence(conn, lease, now, expires_at) {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost { workflow_id }) => lost.push(workflow_id),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(lost)
+}
+
+pub(super) fn parse_id(s: &str) -> Result<WorkflowId, StoreError> {
+    s.parse().map_err(|e| StoreError::Corrupt {
+        table: "workflows",
+        detail: format!("bad workflow id `{s}`: {e}"),
+    })
+}

@@ -1,0 +1,236 @@
+//! The embedded SQLite store: one database file, WAL mode.
+//!
+//! # Connections
+//! One writer thread owns the only write connection and commits in groups
+//! (see `writer`); reads run on a small pool of read connections, which WAL
+//! lets proceed while the writer commits.
+//!
+//! # Which writes share a transaction
+//! - `create`: the workflow row and its tag rows.
+//! - `claim`: the lease (owner, epoch + 1, expiry) of every claimed row.
+//! - `commit`: the fencing check (lease owner and epoch, which also extends
+//!   the lease), every history write of the batch (event upserts, a loop's
+//!   checkpoint row and its range delete of old iterations), and the
+//!   workflow's transition (sleep, release, complete, fail). A checkpoint
+//!   therefore never lands without the events it follows, and a fenced-off
+//!   worker's batch leaves nothing behind.
+//! - `renew`: the lease expiry of each lease still held.
+//!
+//! Separate jobs of one group commit share the transaction but not its
+//! fate: each runs in its own savepoint.
+//!
+//! # Durability
+//! `synchronous=FULL` by default: a commit is on disk when it returns.
+//! `sqlite://PATH?synchronous=normal` trades the last moments of commits
+//! before a power loss (not a process crash) for speed.
+
+mod history;
+mod leases;
+mod migrate;
+mod schema;
+mod workflows;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+
+use super::{
+    Batch, ClaimRequest, Claimed, Control, Lease, ListFilter, NewWorkflow, Store, StoreError,
+    WorkflowId, WorkflowInfo, WorkflowState,
+};
+use crate::history::Event;
+use writer::Writer;
+
+/// How SQLite syncs commits to disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// fsync on every commit: nothing committed is lost, even on power loss.
+    #[default]
+    Full,
+    /// fsync at WAL checkpoints only: survives a process crash, may lose the
+    /// last commits on power loss.
+    Normal,
+}
+
+/// Options of the SQLite store.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The database file.
+    pub path: PathBuf,
+    /// Commit durability.
+    pub synchronous: Synchronous,
+}
+
+impl Options {
+    /// Options for `path` with durable commits.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Options {
+            path: path.into(),
+            synchronous: Synchronous::Full,
+        }
+    }
+
+    /// Parses what follows `sqlite://`: `PATH[?synchronous=full|normal]`.
+    /// An empty path means `octane.db`.
+    pub fn from_url_rest(rest: &str) -> Result<Self, String> {
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut options = Options::new(if path.is_empty() { "octane.db" } else { path });
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("synchronous", "full")) => options.synchronous = Synchronous::Full,
+                Some(("synchronous", "normal")) => options.synchronous = Synchronous::Normal,
+                _ => return Err(format!("unknown sqlite option `{pair}`")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// The SQLite [`Store`].
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<ReaderPool>,
+}
+
+struct ReaderPool {
+    options: Options,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(c) = self.idle.lock().expect("reader pool lock").pop() {
+            return Ok(c);
+        }
+        let conn = Connection::open_with_flags(
+            &self.options.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(conn)
+    }
+
+    fn put(&self, conn: Connection) {
+        let mut idle = self.idle.lock().expect("reader pool lock");
+        if idle.len() < 8 {
+            idle.push(conn);
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and migrates its schema.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or migrated.
+    pub async fn open(options: Options) -> Result<Self, StoreError> {
+        let opts = options.clone();
+        let conn = tokio::task::spawn_blocking(move || open_writer(&opts))
+            .await
+            .map_err(|e| StoreError::Commit(e.to_string()))??;
+        Ok(SqliteStore {
+            writer: Writer::spawn(conn),
+            readers: Arc::new(ReaderPool {
+                options,
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let out = f(&conn);
+            pool.put(conn);
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Commit(e.to_string()))?
+    }
+}
+
+fn open_writer(options: &Options) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(&options.path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match options.synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
+        self.writer
+            .write(move |c| workflows::create(c, &workflow))
+            .await
+    }
+
+    async fn claim(&self, request: ClaimRequest) -> Result<Claimed, StoreError> {
+        self.writer.write(move |c| leases::claim(c, &request)).await
+    }
+
+    async fn load_history(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+        self.read(move |c| history::load(c, id)).await
+    }
+
+    async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+        self.read(move |c| history::all(c, id)).await
+    }
+
+    async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        self.writer
+            .write(move |c| {
+                leases::fence(c, &lease, batch.now, batch.expires_at)?;
+                history::apply(c, lease.workflow_id, &batch.ops)?;
+                workflows::transition(c, lease.workflow_id, &batch.transition, batch.now)
+            })
+            .await
+    }
+
+    async fn renew(
+        &self,
+        leases: Vec<Lease>,
+        expires_at: i64,
+    ) -> Result<Vec<WorkflowId>, StoreError> {
+        self.writer
+            .write(move |c| leases::renew(c, &leases, expires_at))
+            .await
+    }
+
+    async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {
+        self.read(move |c| workflows::get(c, id)).await
+    }
+
+    async fn list(&self, filter: ListFilter) -> Result<Vec<WorkflowInfo>, StoreError> {
+        self.read(move |c| workflows::list(c, &filter)).await
+    }
+
+    async fn control(
+        &self,
+        id: WorkflowId,
+        control: Control,
+        now: i64,
+    ) -> Result<Option<WorkflowState>, StoreError> {
+        self.writer
+            .write(move |c| workflows::control(c, id, control, now))
+            .await
+    }
+}

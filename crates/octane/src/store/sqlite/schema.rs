@@ -1,0 +1,56 @@
+//! The SQLite schema, as an ordered list of migrations.
+//!
+//! Never edit a migration that has shipped: append a new one.
+//!
+//! Locations are stored as the order-preserving bytes of
+//! `Location::encode`, so `ORDER BY location` is history order and the
+//! iterations of a loop form one contiguous key range.
+
+/// `(version, SQL)` pairs, applied in order by [`super::migrate`].
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE workflows (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    input         TEXT NOT NULL,
+    tags          TEXT NOT NULL DEFAULT '{}',
+    state         TEXT NOT NULL,
+    output        TEXT,
+    error         TEXT,
+    error_code    TEXT,
+    wake_at       INTEGER,
+    lease_owner   TEXT,
+    lease_epoch   INTEGER NOT NULL DEFAULT 0,
+    lease_expires INTEGER,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+);
+CREATE INDEX workflows_runnable ON workflows (wake_at)
+    WHERE state IN ('pending', 'running', 'sleeping');
+CREATE INDEX workflows_by_name ON workflows (name, created_at);
+
+CREATE TABLE workflow_tags (
+    workflow_id TEXT NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,
+    key         TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    PRIMARY KEY (key, value, workflow_id)
+) WITHOUT ROWID;
+
+CREATE TABLE events (
+    workflow_id TEXT    NOT NULL,
+    location    BLOB    NOT NULL,
+    version     INTEGER NOT NULL,
+    kind        INTEGER NOT NULL,
+    name        TEXT    NOT NULL,
+    input_hash  INTEGER NOT NULL,
+    data        TEXT,
+    error       TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    iteration   INTEGER NOT NULL DEFAULT 0,
+    done        INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (workflow_id, location)
+) WITHOUT ROWID;
+CREATE INDEX events_loops ON events (workflow_id) WHERE kind = 4;
+"#,
+)];

@@ -1,0 +1,186 @@
+//! Workflow rows: creation, lookup, state transitions and operator control.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, Row};
+
+use super::leases::parse_id;
+use crate::store::{
+    Control, ListFilter, NewWorkflow, StoreError, Transition, WorkflowId, WorkflowInfo,
+    WorkflowState,
+};
+
+const COLUMNS: &str = "id, name, state, input, output, error, tags, wake_at, created_at, updated_at";
+
+pub(super) fn create(conn: &Connection, wf: &NewWorkflow) -> Result<(), StoreError> {
+    let id = wf.id.to_string();
+    let tags = serde_json::to_string(&wf.tags).map_err(|e| StoreError::Corrupt {
+        table: "workflows",
+        detail: e.to_string(),
+    })?;
+    conn.prepare_cached(
+        "INSERT INTO workflows (id, name, input, tags, state, wake_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
+    )?
+    .execute((&id, &wf.name, &wf.input, tags, wf.now))?;
+    let mut tag = conn.prepare_cached(
+        "INSERT INTO workflow_tags (workflow_id, key, value) VALUES (?1, ?2, ?3)",
+    )?;
+    for (k, v) in &wf.tags {
+        tag.execute((&id, k, v))?;
+    }
+    Ok(())
+}
+
+pub(super) fn get(conn: &Connection, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM workflows WHERE id = ?1");
+    conn.prepare_cached(&sql)?
+        .query_row([id.to_string()], read_row)
+        .optional()?
+        .map(decode)
+        .transpose()
+}
+
+pub(super) fn list(conn: &Connection, filter: &ListFilter) -> Result<Vec<WorkflowInfo>, StoreError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM workflows WHERE 1 = 1");
+    let mut params: Vec<String> = Vec::new();
+    if let Some(name) = &filter.name {
+        params.push(name.clone());
+        sql.push_str(&format!(" AND name = ?{}", params.len()));
+    }
+    if let Some(state) = filter.state {
+        params.push(state.as_str().to_string());
+        sql.push_str(&format!(" AND state = ?{}", params.len()));
+    }
+    for (k, v) in &filter.tags {
+        params.push(k.clone());
+        params.push(v.clone());
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM workflow_tags t WHERE t.workflow_id = workflows.id \
+             AND t.key = ?{} AND t.value = ?{})",
+            params.len() - 1,
+            params.len()
+        ));
+    }
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, id LIMIT {}",
+        filter.limit.unwrap_or(100)
+    ));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(&params), read_row)?;
+    rows.map(|r| decode(r?)).collect()
+}
+
+/// Applies a commit's transition; the lease was fenced just before.
+pub(super) fn transition(
+    conn: &Connection,
+    id: WorkflowId,
+    transition: &Transition,
+    now: i64,
+) -> Result<(), StoreError> {
+    let id = id.to_string();
+    let release = "lease_owner = NULL, lease_expires = NULL";
+    match transition {
+        Transition::Continue => {}
+        Transition::Sleep { wake_at } => {
+            conn.prepare_cached(&format!(
+                "UPDATE workflows SET state = 'sleeping', wake_at = ?2, {release} WHERE id = ?1"
+            ))?
+            .execute((&id, wake_at))?;
+        }
+        Transition::Release => {
+            conn.prepare_cached(&format!(
+                "UPDATE workflows SET state = 'pending', wake_at = ?2, {release} WHERE id = ?1"
+            ))?
+            .execute((&id, now))?;
+        }
+        Transition::Complete { output } => {
+            conn.prepare_cached(&format!(
+                "UPDATE workflows SET state = 'completed', output = ?2, error = NULL,
+                 error_code = NULL, wake_at = NULL, {release} WHERE id = ?1"
+            ))?
+            .execute((&id, output))?;
+        }
+        Transition::Fail { error, code } => {
+            conn.prepare_cached(&format!(
+                "UPDATE workflows SET state = 'failed', error = ?2, error_code = ?3,
+                 wake_at = NULL, {release} WHERE id = ?1"
+            ))?
+            .execute((&id, error, code))?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn control(
+    conn: &Connection,
+    id: WorkflowId,
+    control: Control,
+    now: i64,
+) -> Result<Option<WorkflowState>, StoreError> {
+    let Some(before) = get(conn, id)?.map(|w| w.state) else {
+        return Ok(None);
+    };
+    let sql = match control {
+        Control::Cancel if !before.is_finished() => {
+            "UPDATE workflows SET state = 'cancelled', error = 'cancelled', wake_at = NULL,
+             lease_owner = NULL, lease_expires = NULL, updated_at = ?2 WHERE id = ?1"
+        }
+        Control::Wake if matches!(before, WorkflowState::Failed | WorkflowState::Sleeping) => {
+            "UPDATE workflows SET state = 'pending', error = NULL, error_code = NULL,
+             wake_at = ?2, updated_at = ?2 WHERE id = ?1"
+        }
+        _ => return Ok(Some(before)),
+    };
+    conn.prepare_cached(sql)?.execute((id.to_string(), now))?;
+    Ok(Some(before))
+}
+
+type RawWorkflow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<i64>,
+    i64,
+    i64,
+);
+
+fn read_row(r: &Row<'_>) -> rusqlite::Result<RawWorkflow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+    ))
+}
+
+fn decode(raw: RawWorkflow) -> Result<WorkflowInfo, StoreError> {
+    let (id, name, state, input, output, error, tags, wake_at, created_at, updated_at) = raw;
+    let corrupt = |detail: String| StoreError::Corrupt {
+        table: "workflows",
+        detail,
+    };
+    Ok(WorkflowInfo {
+        id: parse_id(&id)?,
+        name,
+        state: state.parse().map_err(corrupt)?,
+        input,
+        output,
+        error,
+        tags: serde_json::from_str::<BTreeMap<String, String>>(&tags)
+            .map_err(|e| corrupt(format!("tags of {id}: {e}")))?,
+        wake_at,
+        created_at,
+        updated_at,
+    })
+}

@@ -1,0 +1,296 @@
+//! Values that cross the storage seam.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::{Event, Location};
+
+/// The id of a workflow: a random UUID, printed hyphenated.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkflowId(pub uuid::Uuid);
+
+impl WorkflowId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        WorkflowId(uuid::Uuid::new_v4())
+    }
+}
+
+impl Default for WorkflowId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for WorkflowId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl fmt::Debug for WorkflowId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for WorkflowId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(WorkflowId)
+    }
+}
+
+/// Where a workflow is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkflowState {
+    /// Runnable, waiting for a worker.
+    Pending,
+    /// Leased by a worker (or its lease expired and it awaits takeover).
+    Running,
+    /// Waiting for a deadline; not in any worker's memory.
+    Sleeping,
+    /// Finished with an output.
+    Completed,
+    /// Finished with an error (or parked on a diverged history).
+    Failed,
+    /// Cancelled from outside.
+    Cancelled,
+}
+
+impl WorkflowState {
+    /// The persisted name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowState::Pending => "pending",
+            WorkflowState::Running => "running",
+            WorkflowState::Sleeping => "sleeping",
+            WorkflowState::Completed => "completed",
+            WorkflowState::Failed => "failed",
+            WorkflowState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the workflow has finished for good (until woken by hand).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            WorkflowState::Completed | WorkflowState::Failed | WorkflowState::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for WorkflowState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for WorkflowState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => WorkflowState::Pending,
+            "running" => WorkflowState::Running,
+            "sleeping" => WorkflowState::Sleeping,
+            "completed" => WorkflowState::Completed,
+            "failed" => WorkflowState::Failed,
+            "cancelled" => WorkflowState::Cancelled,
+            other => return Err(format!("unknown workflow state `{other}`")),
+        })
+    }
+}
+
+/// A workflow as stored: what `Engine::get` and `Engine::list` return.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowInfo {
+    /// Its id.
+    pub id: WorkflowId,
+    /// The registered workflow name.
+    pub name: String,
+    /// Its state.
+    pub state: WorkflowState,
+    /// The input, as JSON.
+    pub input: String,
+    /// The output as JSON, once completed.
+    pub output: Option<String>,
+    /// The error, once failed.
+    pub error: Option<String>,
+    /// Tags given at dispatch.
+    pub tags: BTreeMap<String, String>,
+    /// When it next becomes runnable (ms since the epoch), if scheduled.
+    pub wake_at: Option<i64>,
+    /// When it was created (ms since the epoch).
+    pub created_at: i64,
+    /// When it last changed (ms since the epoch).
+    pub updated_at: i64,
+}
+
+/// A workflow to insert.
+#[derive(Clone, Debug)]
+pub struct NewWorkflow {
+    /// Its id.
+    pub id: WorkflowId,
+    /// The workflow name.
+    pub name: String,
+    /// The input, as JSON.
+    pub input: String,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Creation time (ms since the epoch); also when it becomes runnable.
+    pub now: i64,
+}
+
+/// A worker's right to write one workflow's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The workflow.
+    pub workflow_id: WorkflowId,
+    /// The worker holding it.
+    pub owner: uuid::Uuid,
+    /// Incremented on every claim; checked on every write.
+    pub epoch: i64,
+}
+
+/// What a worker asks of [`Store::claim`](super::Store::claim).
+#[derive(Clone, Debug)]
+pub struct ClaimRequest {
+    /// The claiming worker.
+    pub owner: uuid::Uuid,
+    /// Workflow names the worker can run.
+    pub names: Vec<String>,
+    /// How many workflows at most.
+    pub limit: usize,
+    /// Now (ms since the epoch).
+    pub now: i64,
+    /// When the new leases expire unless renewed.
+    pub expires_at: i64,
+}
+
+/// A leased workflow, ready to run.
+#[derive(Clone, Debug)]
+pub struct ClaimedWorkflow {
+    /// The lease to write under.
+    pub lease: Lease,
+    /// The workflow name.
+    pub name: String,
+    /// The input, as JSON.
+    pub input: String,
+}
+
+/// The answer to a claim.
+#[derive(Clone, Debug, Default)]
+pub struct Claimed {
+    /// The workflows now leased to the caller.
+    pub workflows: Vec<ClaimedWorkflow>,
+    /// The earliest time another workflow of these names becomes runnable.
+    pub next_wake_at: Option<i64>,
+}
+
+/// One history write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteOp {
+    /// Insert or replace the event at its location.
+    Put(Event),
+    /// Delete the events of iterations `[0, below)` of the loop at `loop_location`.
+    ForgetIterations {
+        /// The loop event's location.
+        loop_location: Location,
+        /// Iterations below this one are deleted.
+        below: u64,
+    },
+}
+
+/// What happens to the workflow itself in a commit.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum Transition {
+    /// Nothing: it keeps running (the lease is extended).
+    #[default]
+    Continue,
+    /// It leaves memory until `wake_at`.
+    Sleep {
+        /// When it becomes runnable again.
+        wake_at: i64,
+    },
+    /// It leaves memory and is runnable at once (graceful eviction).
+    Release,
+    /// It finished with an output (JSON).
+    Complete {
+        /// The output.
+        output: String,
+    },
+    /// It failed; `code` classifies the error (e.g. a diverged history).
+    Fail {
+        /// The error message.
+        error: String,
+        /// A stable code for the error kind.
+        code: Option<String>,
+    },
+}
+
+/// Writes and a transition applied atomically under a lease.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// History writes, in order.
+    pub ops: Vec<WriteOp>,
+    /// What happens to the workflow.
+    pub transition: Transition,
+    /// Now (ms since the epoch).
+    pub now: i64,
+    /// The lease's new expiry (a write is also a heartbeat).
+    pub expires_at: i64,
+}
+
+/// Which workflows `Engine::list` returns.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    /// Only this workflow name.
+    pub name: Option<String>,
+    /// Only this state.
+    pub state: Option<WorkflowState>,
+    /// Only workflows carrying all these tags.
+    pub tags: BTreeMap<String, String>,
+    /// At most this many (default 100).
+    pub limit: Option<usize>,
+}
+
+impl ListFilter {
+    /// Filter by workflow name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Filter by state.
+    pub fn state(mut self, state: WorkflowState) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Filter by a tag.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Return at most `n` workflows.
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+}
+
+/// An operator's action on a workflow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Stop it for good; its worker's next write is fenced off.
+    Cancel,
+    /// Make a failed (e.g. parked on a diverged history) or sleeping
+    /// workflow runnable now.
+    Wake,
+}

@@ -1,0 +1,219 @@
+//! Workers: claim runnable workflows, run them, keep their leases alive.
+//!
+//! A worker polls its store for runnable workflows of the names its engine
+//! registered (new, woken, or abandoned by a dead worker whose lease
+//! expired), runs each as a task, and renews the leases of the ones in
+//! memory. It wakes at once when this engine dispatches or wakes a
+//! workflow, at the next known deadline, and otherwise every
+//! `poll_interval` (which covers work created by other processes).
+
+mod heartbeat;
+mod runner;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{duration_ms, now_ms};
+use crate::engine::Engine;
+use crate::store::{ClaimRequest, Lease, WorkflowId};
+
+/// Configures and starts a [`Worker`]; from [`Engine::worker`].
+#[must_use = "a worker does nothing until spawned"]
+pub struct WorkerBuilder {
+    engine: Engine,
+    concurrency: usize,
+    lease_ttl: Duration,
+    poll_interval: Duration,
+}
+
+impl WorkerBuilder {
+    pub(crate) fn new(engine: Engine) -> Self {
+        WorkerBuilder {
+            engine,
+            concurrency: 64,
+            lease_ttl: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// How many workflows the worker holds in memory at once (default 64).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// How long a lease lasts unless renewed (default 30 s). A crashed
+    /// worker's workflows are taken over this long after its last renewal;
+    /// leases are renewed every third of it.
+    pub fn lease_ttl(mut self, d: Duration) -> Self {
+        self.lease_ttl = d.max(Duration::from_millis(30));
+        self
+    }
+
+    /// How often to look for work nobody announced (default 1 s).
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.poll_interval = d.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Starts the worker on the current Tokio runtime.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn spawn(self) -> Worker {
+        let shared = Arc::new(WorkerShared {
+            id: uuid::Uuid::new_v4(),
+            engine: self.engine,
+            concurrency: self.concurrency,
+            lease_ttl: self.lease_ttl,
+            poll_interval: self.poll_interval,
+            drain: CancellationToken::new(),
+            leases: Mutex::new(HashMap::new()),
+        });
+        let task = tokio::spawn(run(shared.clone()));
+        Worker {
+            shared,
+            task: Some(task),
+        }
+    }
+}
+
+pub(crate) struct WorkerShared {
+    pub id: uuid::Uuid,
+    pub engine: Engine,
+    pub concurrency: usize,
+    pub lease_ttl: Duration,
+    pub poll_interval: Duration,
+    /// Cancelled by `shutdown`: runs stop at their next step boundary.
+    pub drain: CancellationToken,
+    /// Leases of the runs in memory, with the token that stops each run.
+    pub leases: Mutex<HashMap<WorkflowId, (Lease, CancellationToken)>>,
+}
+
+/// A running worker.
+///
+/// [`Worker::shutdown`] stops it gracefully. Dropping it instead aborts
+/// every run on the spot, as a crash would: their leases stay until they
+/// expire, and then another worker takes the workflows over and replays
+/// them.
+pub struct Worker {
+    shared: Arc<WorkerShared>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// This worker's id (the lease owner it writes).
+    pub fn id(&self) -> uuid::Uuid {
+        self.shared.id
+    }
+
+    /// How many workflows are in this worker's memory.
+    pub fn running(&self) -> usize {
+        self.shared.leases.lock().expect("leases lock").len()
+    }
+
+    /// Stops claiming work and evicts every running workflow at its next
+    /// step boundary (flushing its pending writes and releasing it to be
+    /// runnable at once), keeping leases renewed while they drain. Returns
+    /// when all have left.
+    pub async fn shutdown(mut self) {
+        self.shared.drain.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Aborts a task when dropped, so helpers die with the worker's main task.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn run(shared: Arc<WorkerShared>) {
+    let _heartbeat = AbortOnDrop(tokio::spawn(heartbeat::run(shared.clone())));
+    let slots = Arc::new(Semaphore::new(shared.concurrency));
+    let mut runs = JoinSet::new();
+    let names = shared.engine.registered_names();
+    let store = shared.engine.store().clone();
+    let mut backoff = Duration::ZERO;
+    while !shared.drain.is_cancelled() {
+        while runs.try_join_next().is_some() {}
+        let free = slots.available_permits();
+        let mut next_wake_at = None;
+        if free > 0 {
+            let now = now_ms();
+            let limit = free.min(128);
+            let request = ClaimRequest {
+                owner: shared.id,
+                names: names.clone(),
+                limit,
+                now,
+                expires_at: now + duration_ms(shared.lease_ttl),
+            };
+            let started = std::time::Instant::now();
+            match store.claim(request).await {
+                Ok(claimed) => {
+                    backoff = Duration::ZERO;
+                    metrics::histogram!("octane_pull_seconds").record(started.elapsed().as_secs_f64());
+                    next_wake_at = claimed.next_wake_at;
+                    let full = claimed.workflows.len() == limit;
+                    for wf in claimed.workflows {
+                        let permit = slots
+                            .clone()
+                            .try_acquire_owned()
+                            .expect("claims never exceed free slots");
+                        let lost = CancellationToken::new();
+                        shared
+                            .leases
+                            .lock()
+                            .expect("leases lock")
+                            .insert(wf.lease.workflow_id, (wf.lease.clone(), lost.clone()));
+                        runs.spawn(runner::run(shared.clone(), wf, lost, permit));
+                    }
+                    if full {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    backoff = (backoff * 2).clamp(Duration::from_millis(50), Duration::from_secs(5));
+                    metrics::counter!("octane_store_errors_total").increment(1);
+                    tracing::warn!(error = %e, retry_in = ?backoff, "claiming workflows failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shared.drain.cancelled() => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        let mut wait = shared.poll_interval;
+        if let Some(at) = next_wake_at {
+            let until = u64::try_from(at - now_ms()).unwrap_or(0);
+            wait = wait.min(Duration::from_millis(until));
+        }
+        tokio::select! {
+            _ = shared.engine.inner.runnable.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            Some(_) = runs.join_next(), if !runs.is_empty() => {}
+            _ = shared.drain.cancelled() => {}
+        }
+    }
+    while runs.join_next().await.is_some() {}
+}

@@ -1,0 +1,114 @@
+//! A store wrapper that "crashes" right after a chosen commit: the commit
+//! reaches the real database, then the caller never hears back, and the
+//! test drops the worker — exactly a process dying after its write was
+//! durable but before it acted on it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use octane::history::{Event, EventKind};
+use octane::store::{
+    Batch, ClaimRequest, Claimed, Control, Lease, ListFilter, NewWorkflow, Store, StoreError,
+    WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
+};
+use tokio::sync::Notify;
+
+/// Which commits count towards the crash point.
+pub type Matcher = Box<dyn Fn(&Batch) -> bool + Send + Sync>;
+
+pub struct CrashAfter {
+    inner: Arc<dyn Store>,
+    matches: Matcher,
+    remaining: AtomicU64,
+    crashed: AtomicBool,
+    /// Notified once the crash point is reached.
+    pub reached: Notify,
+    /// Every batch committed through the wrapper, in order.
+    pub log: Mutex<Vec<Batch>>,
+}
+
+impl CrashAfter {
+    /// Crashes after the `n`th commit (from 1) for which `matches` holds.
+    pub fn new(inner: Arc<dyn Store>, n: u64, matches: Matcher) -> Arc<Self> {
+        Arc::new(CrashAfter {
+            inner,
+            matches,
+            remaining: AtomicU64::new(n),
+            crashed: AtomicBool::new(false),
+            reached: Notify::new(),
+            log: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Never crashes; only logs.
+    pub fn logging(inner: Arc<dyn Store>) -> Arc<Self> {
+        Self::new(inner, u64::MAX, Box::new(|_| false))
+    }
+
+    pub fn has_crashed(&self) -> bool {
+        self.crashed.load(Ordering::SeqCst)
+    }
+}
+
+/// Commits that record a completed activity.
+pub fn activity_commits() -> Matcher {
+    Box::new(|b: &Batch| {
+        b.ops.iter().any(|op| {
+            matches!(op, WriteOp::Put(Event { kind: EventKind::Activity, done: true, .. }))
+        })
+    })
+}
+
+#[async_trait]
+impl Store for CrashAfter {
+    async fn create(&self, w: NewWorkflow) -> Result<(), StoreError> {
+        self.inner.create(w).await
+    }
+    async fn claim(&self, r: ClaimRequest) -> Result<Claimed, StoreError> {
+        if self.has_crashed() {
+            return std::future::pending().await;
+        }
+        self.inner.claim(r).await
+    }
+    async fn load_history(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+        self.inner.load_history(id).await
+    }
+    async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+        self.inner.all_events(id).await
+    }
+    async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
+        if self.has_crashed() {
+            return std::future::pending().await;
+        }
+        let counts = (self.matches)(&batch);
+        self.log.lock().unwrap().push(batch.clone());
+        self.inner.commit(lease, batch).await?;
+        if counts && self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.crashed.store(true, Ordering::SeqCst);
+            self.reached.notify_one();
+            return std::future::pending().await;
+        }
+        Ok(())
+    }
+    async fn renew(&self, l: Vec<Lease>, e: i64) -> Result<Vec<WorkflowId>, StoreError> {
+        if self.has_crashed() {
+            return std::future::pending().await;
+        }
+        self.inner.renew(l, e).await
+    }
+    async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn list(&self, f: ListFilter) -> Result<Vec<WorkflowInfo>, StoreError> {
+        self.inner.list(f).await
+    }
+    async fn control(
+        &self,
+        id: WorkflowId,
+        c: Control,
+        now: i64,
+    ) -> Result<Option<WorkflowState>, StoreError> {
+        self.inner.control(id, c, now).await
+    }
+}

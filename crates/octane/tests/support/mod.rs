@@ -1,0 +1,152 @@
+//! Shared fixtures for the behaviour tests: fresh databases, fast workers,
+//! execution counters, waiting on conditions, and a fault-injecting store.
+//!
+//! Every behaviour test body takes a [`TestDb`] and is instantiated per
+//! store by [`store_tests!`].
+#![allow(dead_code)]
+
+pub mod crash;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use octane::prelude::*;
+use octane::store::Store;
+use octane::{Worker, WorkflowInfo, WorkflowState};
+
+/// A fresh database for one test.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// A new SQLite file in a temporary directory.
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("octane.db").display());
+        TestDb {
+            url,
+            _dir: Some(dir),
+        }
+    }
+
+    /// Opens the database as a store.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        octane::store::open(&self.url).await.expect("open store")
+    }
+
+    /// An engine over this database (no workflows registered yet).
+    pub async fn engine(&self) -> Engine {
+        Engine::open(&self.url).await.expect("open engine")
+    }
+}
+
+/// Runs each named test body once per store: `store_tests!(a, b);` makes
+/// `sqlite_a` and `sqlite_b`.
+#[macro_export]
+macro_rules! store_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::TestDb::sqlite()).await
+                }
+            )*
+        }
+    };
+}
+
+/// A worker tuned for tests: short leases so takeovers after a simulated
+/// crash are quick, and frequent polling.
+pub fn fast_worker(engine: &Engine) -> Worker {
+    engine
+        .worker()
+        .lease_ttl(Duration::from_millis(300))
+        .poll_interval(Duration::from_millis(20))
+        .spawn()
+}
+
+/// Waits until `check` returns `Some`, polling; panics after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits for a workflow to reach `state`.
+pub async fn wait_state(engine: &Engine, id: WorkflowId, state: WorkflowState) -> WorkflowInfo {
+    let what = format!("workflow {id} to be {state}");
+    eventually(&what, Duration::from_secs(30), || async {
+        let info = engine.get(id).await.expect("get workflow");
+        (info.state == state).then_some(info)
+    })
+    .await
+}
+
+/// Waits for a workflow's output, with a deadline.
+pub async fn wait_output<W: Workflow>(engine: &Engine, id: WorkflowId) -> W::Output {
+    tokio::time::timeout(Duration::from_secs(60), engine.wait::<W>(id))
+        .await
+        .expect("workflow did not finish in time")
+        .expect("workflow failed")
+}
+
+static COUNTS: LazyLock<Mutex<HashMap<String, u64>>> = LazyLock::new(Default::default);
+
+/// Counts one execution of `key` and returns the new count.
+pub fn count(key: &str) -> u64 {
+    let mut counts = COUNTS.lock().unwrap();
+    let c = counts.entry(key.to_string()).or_default();
+    *c += 1;
+    *c
+}
+
+/// How often `key` was executed.
+pub fn executions(key: &str) -> u64 {
+    COUNTS.lock().unwrap().get(key).copied().unwrap_or(0)
+}
+
+/// Executions of every key starting with `prefix`.
+pub fn executions_with_prefix(prefix: &str) -> HashMap<String, u64> {
+    COUNTS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+/// A unique key prefix for one test run.
+pub fn unique(name: &str) -> String {
+    format!("{name}/{}", uuid::Uuid::new_v4())
+}
+
+/// An activity that counts its executions under `key` and returns `value`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Step {
+    pub key: String,
+    pub value: u64,
+}
+
+impl Activity for Step {
+    const NAME: &'static str = "step";
+    type Output = u64;
+    async fn run(&self, _ctx: &ActivityCtx) -> Result<u64> {
+        count(&self.key);
+        Ok(self.value)
+    }
+}
