@@ -41,8 +41,7 @@ pub trait Activity: Serialize + DeserializeOwned + Send + Sync + 'static {
     type Output: Serialize + DeserializeOwned + Send + 'static;
 
     /// Runs the activity once.
-    fn run(&self, ctx: &ActivityCtx)
-        -> impl Future<Output = anyhow::Result<Self::Output>> + Send;
+    fn run(&self, ctx: &ActivityCtx) -> impl Future<Output = anyhow::Result<Self::Output>> + Send;
 
     /// How failures are retried.
     fn retry() -> RetryPolicy {

@@ -127,25 +127,25 @@ impl Engine {
 
     /// Registers a workflow type, so that workers of this engine run it.
     pub fn register<W: Workflow>(self) -> Self {
-        self.inner
-            .registry
-            .write()
-            .expect("registry lock")
-            .insert(
-                W::NAME,
-                Registered {
-                    name: W::NAME,
-                    run: run_erased::<W>,
-                    check_input: check_input::<W>,
-                },
-            );
+        self.inner.registry.write().expect("registry lock").insert(
+            W::NAME,
+            Registered {
+                name: W::NAME,
+                run: run_erased::<W>,
+                check_input: check_input::<W>,
+            },
+        );
         self
     }
 
     /// Caps the serialized size of loop states (default 1 MiB); a loop over
     /// the cap fails its workflow with [`Error::LoopStateTooLarge`].
     pub fn max_loop_state(self, bytes: usize) -> Self {
-        self.inner.config.write().expect("config lock").max_loop_state = bytes;
+        self.inner
+            .config
+            .write()
+            .expect("config lock")
+            .max_loop_state = bytes;
         self
     }
 
@@ -222,10 +222,12 @@ impl Engine {
         input: &str,
         tags: BTreeMap<String, String>,
     ) -> Result<WorkflowId, Error> {
-        let registered = self.registered(name).ok_or_else(|| Error::UnknownWorkflow {
-            name: name.to_string(),
-            registered: self.registered_names(),
-        })?;
+        let registered = self
+            .registered(name)
+            .ok_or_else(|| Error::UnknownWorkflow {
+                name: name.to_string(),
+                registered: self.registered_names(),
+            })?;
         (registered.check_input)(input).map_err(|message| Error::InvalidInput {
             workflow: name.to_string(),
             message,

@@ -14,9 +14,24 @@ impl Workflow for ThreeSteps {
     type Input = String;
     type Output = u64;
     async fn run(ctx: &mut WorkflowCtx, key: &String) -> Result<u64> {
-        let a = ctx.activity(Step { key: format!("{key}/1"), value: 1 }).await?;
-        let b = ctx.activity(Step { key: format!("{key}/2"), value: 20 }).await?;
-        let c = ctx.activity(Step { key: format!("{key}/3"), value: 300 }).await?;
+        let a = ctx
+            .activity(Step {
+                key: format!("{key}/1"),
+                value: 1,
+            })
+            .await?;
+        let b = ctx
+            .activity(Step {
+                key: format!("{key}/2"),
+                value: 20,
+            })
+            .await?;
+        let c = ctx
+            .activity(Step {
+                key: format!("{key}/3"),
+                value: 300,
+            })
+            .await?;
         Ok(a + b + c)
     }
 }
@@ -25,7 +40,11 @@ async fn three_steps_complete_and_wait_returns_output(db: TestDb) {
     let engine = db.engine().await.register::<ThreeSteps>();
     let worker = fast_worker(&engine);
     let key = unique("three");
-    let id = engine.dispatch::<ThreeSteps>(key.clone()).tag("tenant", "acme").await.unwrap();
+    let id = engine
+        .dispatch::<ThreeSteps>(key.clone())
+        .tag("tenant", "acme")
+        .await
+        .unwrap();
     assert_eq!(wait_output::<ThreeSteps>(&engine, id).await, 321);
     for i in 1..=3 {
         assert_eq!(executions(&format!("{key}/{i}")), 1, "step {i} ran once");
@@ -35,10 +54,17 @@ async fn three_steps_complete_and_wait_returns_output(db: TestDb) {
     assert_eq!(info.output.as_deref(), Some("321"));
     assert_eq!(info.tags.get("tenant").map(String::as_str), Some("acme"));
     let history = engine.history(id).await.unwrap();
-    let names: Vec<_> = history.iter().map(|h| (h.event.location.to_string(), h.event.name.clone())).collect();
+    let names: Vec<_> = history
+        .iter()
+        .map(|h| (h.event.location.to_string(), h.event.name.clone()))
+        .collect();
     assert_eq!(
         names,
-        [("{1}".into(), "step".into()), ("{2}".into(), "step".to_string()), ("{3}".into(), "step".into())]
+        [
+            ("{1}".into(), "step".into()),
+            ("{2}".into(), "step".to_string()),
+            ("{3}".into(), "step".into())
+        ]
     );
     worker.shutdown().await;
 }
@@ -46,18 +72,36 @@ async fn three_steps_complete_and_wait_returns_output(db: TestDb) {
 async fn list_filters_by_name_state_and_tag(db: TestDb) {
     let engine = db.engine().await.register::<ThreeSteps>();
     let worker = fast_worker(&engine);
-    let a = engine.dispatch::<ThreeSteps>(unique("a")).tag("tenant", "acme").await.unwrap();
-    let b = engine.dispatch::<ThreeSteps>(unique("b")).tag("tenant", "globex").await.unwrap();
+    let a = engine
+        .dispatch::<ThreeSteps>(unique("a"))
+        .tag("tenant", "acme")
+        .await
+        .unwrap();
+    let b = engine
+        .dispatch::<ThreeSteps>(unique("b"))
+        .tag("tenant", "globex")
+        .await
+        .unwrap();
     wait_output::<ThreeSteps>(&engine, a).await;
     wait_output::<ThreeSteps>(&engine, b).await;
-    let acme = engine.list(ListFilter::default().tag("tenant", "acme")).await.unwrap();
+    let acme = engine
+        .list(ListFilter::default().tag("tenant", "acme"))
+        .await
+        .unwrap();
     assert_eq!(acme.iter().map(|w| w.id).collect::<Vec<_>>(), [a]);
     let done = engine
-        .list(ListFilter::default().name("three_steps").state(WorkflowState::Completed))
+        .list(
+            ListFilter::default()
+                .name("three_steps")
+                .state(WorkflowState::Completed),
+        )
         .await
         .unwrap();
     assert_eq!(done.len(), 2);
-    let none = engine.list(ListFilter::default().state(WorkflowState::Failed)).await.unwrap();
+    let none = engine
+        .list(ListFilter::default().state(WorkflowState::Failed))
+        .await
+        .unwrap();
     assert!(none.is_empty());
     worker.shutdown().await;
 }
@@ -81,7 +125,10 @@ async fn cancel_stops_a_workflow_for_good(db: TestDb) {
     let id = engine.dispatch::<Sleeper>(key.clone()).await.unwrap();
     wait_state(&engine, id, WorkflowState::Sleeping).await;
     engine.cancel(id).await.unwrap();
-    assert_eq!(engine.get(id).await.unwrap().state, WorkflowState::Cancelled);
+    assert_eq!(
+        engine.get(id).await.unwrap().state,
+        WorkflowState::Cancelled
+    );
     let err = engine.wait::<Sleeper>(id).await.unwrap_err();
     assert!(matches!(err, Error::WorkflowCancelled { .. }), "{err}");
     let again = engine.cancel(id).await.unwrap_err();

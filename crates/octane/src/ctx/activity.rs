@@ -50,7 +50,10 @@ impl WorkflowCtx {
         self.plan_activity(input)?.execute().await
     }
 
-    pub(crate) fn plan_activity<A: Activity>(&mut self, input: A) -> Result<ActivityPlan<A>, Error> {
+    pub(crate) fn plan_activity<A: Activity>(
+        &mut self,
+        input: A,
+    ) -> Result<ActivityPlan<A>, Error> {
         let bytes = serde_json::to_vec(&input).map_err(|e| Error::Encode {
             what: format!("input of activity `{}`", A::NAME),
             message: e.to_string(),
@@ -132,9 +135,10 @@ async fn run_live<A: Activity>(
             attempt = attempts,
         );
         let started = Instant::now();
-        let outcome = tokio::time::timeout(timeout, AssertUnwindSafe(input.run(&ctx)).catch_unwind())
-            .instrument(span)
-            .await;
+        let outcome =
+            tokio::time::timeout(timeout, AssertUnwindSafe(input.run(&ctx)).catch_unwind())
+                .instrument(span)
+                .await;
         metrics::histogram!("octane_activity_seconds", "activity" => A::NAME)
             .record(started.elapsed().as_secs_f64());
         let message = match outcome {

@@ -98,7 +98,12 @@ impl WorkflowCtx {
 
     /// Resolves the next step against history. A mismatch parks the
     /// workflow as diverged.
-    pub(crate) fn resolve(&mut self, kind: EventKind, name: &str, input_hash: u64) -> Result<(Step, StepRequest), Error> {
+    pub(crate) fn resolve(
+        &mut self,
+        kind: EventKind,
+        name: &str,
+        input_hash: u64,
+    ) -> Result<(Step, StepRequest), Error> {
         self.run.boundary()?;
         let step = StepRequest::new(kind, name, input_hash, self.take_version());
         let run = self.run.clone();
@@ -140,8 +145,9 @@ impl WorkflowCtx {
         let location = match step {
             Step::Replay(e) => e.location,
             Step::Live(location) => {
-                self.run
-                    .defer(WriteOp::Put(Event::new(location.clone(), &req).finished("null".into())));
+                self.run.defer(WriteOp::Put(
+                    Event::new(location.clone(), &req).finished("null".into()),
+                ));
                 location
             }
         };
@@ -154,7 +160,7 @@ impl WorkflowCtx {
     /// # Errors
     /// A step error (divergence, yield).
     pub fn now(&mut self) -> Result<SystemTime, Error> {
-        let ms: i64 = self.recorded_value(EventKind::Now, || now_ms())?;
+        let ms: i64 = self.recorded_value(EventKind::Now, now_ms)?;
         Ok(from_ms(ms))
     }
 
@@ -207,4 +213,3 @@ pub(crate) fn encode<T: Serialize + ?Sized>(what: &str, value: &T) -> Result<Str
         message: e.to_string(),
     })
 }
-

@@ -38,8 +38,9 @@ impl WorkflowCtx {
             Step::Replay(e) => self.decode("sleep deadline", &e.location, e.data.as_deref())?,
             Step::Live(location) => {
                 let d = deadline();
-                self.run()
-                    .defer(WriteOp::Put(Event::new(location, &req).finished(d.to_string())));
+                self.run().defer(WriteOp::Put(
+                    Event::new(location, &req).finished(d.to_string()),
+                ));
                 d
             }
         };

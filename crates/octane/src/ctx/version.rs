@@ -42,8 +42,9 @@ impl WorkflowCtx {
             None => {
                 let (step, req) = self.resolve(EventKind::VersionCheck, "", 0)?;
                 if let Step::Live(location) = step {
-                    self.run()
-                        .defer(WriteOp::Put(Event::new(location, &req).finished(latest.to_string())));
+                    self.run().defer(WriteOp::Put(
+                        Event::new(location, &req).finished(latest.to_string()),
+                    ));
                 }
                 Ok(latest)
             }

@@ -164,28 +164,56 @@ mod tests {
         let first = run(&[], &[act("a", 1), act("b", 1)]);
         let h = History::from_events(first.clone());
         let mut cursor = Cursor::new(Location::root(), &h);
-        assert!(matches!(cursor.resolve(&h, &act("a", 1)), Ok(Resolved::Replay(_))));
-        assert!(matches!(cursor.resolve(&h, &act("b", 1)), Ok(Resolved::Replay(_))));
+        assert!(matches!(
+            cursor.resolve(&h, &act("a", 1)),
+            Ok(Resolved::Replay(_))
+        ));
+        assert!(matches!(
+            cursor.resolve(&h, &act("b", 1)),
+            Ok(Resolved::Replay(_))
+        ));
         assert!(cursor.is_live());
         let live = cursor.resolve(&h, &act("c", 1)).unwrap();
-        assert_eq!(live, Resolved::Live(Location::root().child(Coordinate::new(3))));
+        assert_eq!(
+            live,
+            Resolved::Live(Location::root().child(Coordinate::new(3)))
+        );
     }
 
     #[test]
     fn higher_version_inserts_between_recorded_steps() {
         let first = run(&[], &[act("a", 1), act("b", 1)]);
-        let second = run(&first, &[act("a", 1), act("x", 2), act("y", 2), act("b", 1)]);
+        let second = run(
+            &first,
+            &[act("a", 1), act("x", 2), act("y", 2), act("b", 1)],
+        );
         assert_eq!(names(&second), ["a@{1}", "x@{1.1}", "y@{1.2}", "b@{2}"]);
         // The inserted steps replay on the next run, and a v3 step can go
         // before the very first event.
         let third = run(
             &second,
-            &[act("z", 3), act("a", 1), act("x", 2), act("y", 2), act("b", 1)],
+            &[
+                act("z", 3),
+                act("a", 1),
+                act("x", 2),
+                act("y", 2),
+                act("b", 1),
+            ],
         );
-        assert_eq!(names(&third), ["z@{0.1}", "a@{1}", "x@{1.1}", "y@{1.2}", "b@{2}"]);
+        assert_eq!(
+            names(&third),
+            ["z@{0.1}", "a@{1}", "x@{1.1}", "y@{1.2}", "b@{2}"]
+        );
         let fourth = run(
             &third,
-            &[act("w", 4), act("z", 3), act("a", 1), act("x", 2), act("y", 2), act("b", 1)],
+            &[
+                act("w", 4),
+                act("z", 3),
+                act("a", 1),
+                act("x", 2),
+                act("y", 2),
+                act("b", 1),
+            ],
         );
         assert_eq!(fourth.len(), 6);
         assert_eq!(names(&fourth)[0], "w@{0.0.1}");

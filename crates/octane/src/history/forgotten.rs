@@ -35,7 +35,9 @@ pub fn iteration_of(loop_location: &Location, location: &Location) -> Option<u64
     if !location.starts_with(loop_location) {
         return None;
     }
-    let c = location.coordinates().get(loop_location.coordinates().len())?;
+    let c = location
+        .coordinates()
+        .get(loop_location.coordinates().len())?;
     Some(c.head())
 }
 
@@ -85,9 +87,7 @@ pub fn active_ranges(forgotten: &[(Vec<u8>, Vec<u8>)]) -> Vec<KeyRange> {
 /// Whether `location` lies in one of the `forgotten` ranges.
 pub fn is_forgotten(location: &Location, forgotten: &[(Vec<u8>, Vec<u8>)]) -> bool {
     let key = location.encode();
-    forgotten
-        .iter()
-        .any(|(from, to)| &key >= from && &key < to)
+    forgotten.iter().any(|(from, to)| &key >= from && &key < to)
 }
 
 #[cfg(test)]
@@ -111,7 +111,10 @@ mod tests {
         assert!(is_forgotten(&at(&[2, 19, 3]), &ranges));
         assert!(!is_forgotten(&at(&[2, 20, 1]), &ranges));
         assert!(!is_forgotten(&at(&[2, 21, 1]), &ranges));
-        assert!(!is_forgotten(&outer, &ranges), "the loop event itself stays");
+        assert!(
+            !is_forgotten(&outer, &ranges),
+            "the loop event itself stays"
+        );
         assert!(!is_forgotten(&at(&[1]), &ranges));
         assert!(!is_forgotten(&at(&[3]), &ranges));
     }

@@ -249,7 +249,10 @@ mod tests {
         assert_eq!(Coordinate::between(None, &c(&[1])), c(&[0, 1]));
         assert_eq!(Coordinate::between(None, &c(&[0, 1])), c(&[0, 0, 1]));
         assert_eq!(Coordinate::between(None, &c(&[5])), c(&[4]));
-        assert_eq!(Coordinate::between(Some(&c(&[1])), &c(&[1, 1])), c(&[1, 0, 1]));
+        assert_eq!(
+            Coordinate::between(Some(&c(&[1])), &c(&[1, 1])),
+            c(&[1, 0, 1])
+        );
     }
 
     #[test]

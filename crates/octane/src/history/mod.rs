@@ -13,8 +13,8 @@ use std::collections::HashMap;
 pub use cursor::{Cursor, Mismatch, Resolved};
 pub use event::{input_hash, Event, EventKind, StepRequest};
 pub use forgotten::{
-    active_ranges, forgotten_ranges, is_forgotten, iteration_location, iteration_of, iterations_range,
-    KeyRange, LoopBoundary,
+    active_ranges, forgotten_ranges, is_forgotten, iteration_location, iteration_of,
+    iterations_range, KeyRange, LoopBoundary,
 };
 pub use location::{Coordinate, Location};
 

@@ -207,7 +207,8 @@ fn checkpoint<S: Serialize>(
     retain: u64,
 ) -> Result<(), Error> {
     let json = encode("loop state", state)?;
-    metrics::histogram!("octane_loop_state_bytes", "workflow" => run.name).record(json.len() as f64);
+    metrics::histogram!("octane_loop_state_bytes", "workflow" => run.name)
+        .record(json.len() as f64);
     if json.len() > run.config.max_loop_state {
         return Err(run.fail(Error::LoopStateTooLarge {
             workflow_id: run.workflow_id,

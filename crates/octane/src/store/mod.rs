@@ -15,8 +15,8 @@ mod types;
 use async_trait::async_trait;
 
 pub use types::{
-    Batch, ClaimRequest, Claimed, ClaimedWorkflow, Control, Lease, ListFilter, NewWorkflow, Transition,
-    WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
+    Batch, ClaimRequest, Claimed, ClaimedWorkflow, Control, Lease, ListFilter, NewWorkflow,
+    Transition, WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
 };
 
 use crate::history::Event;
@@ -27,7 +27,9 @@ use crate::history::Event;
 pub enum StoreError {
     /// The write was fenced off: another worker holds the workflow now (or
     /// it was cancelled). Drop the in-memory run; never retry the write.
-    #[error("lease lost on workflow {workflow_id}: another worker took it over, or it was cancelled")]
+    #[error(
+        "lease lost on workflow {workflow_id}: another worker took it over, or it was cancelled"
+    )]
     LeaseLost {
         /// The workflow whose lease was lost.
         workflow_id: WorkflowId,
@@ -141,8 +143,11 @@ pub trait Store: Send + Sync + 'static {
 /// [`StoreError::BadUrl`] for an unknown scheme; backend errors otherwise.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if let Some(rest) = url.strip_prefix("sqlite://") {
-        let options = sqlite::Options::from_url_rest(rest).map_err(|_| StoreError::BadUrl(url.into()))?;
-        return Ok(std::sync::Arc::new(sqlite::SqliteStore::open(options).await?));
+        let options =
+            sqlite::Options::from_url_rest(rest).map_err(|_| StoreError::BadUrl(url.into()))?;
+        return Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::open(options).await?,
+        ));
     }
     Err(StoreError::BadUrl(url.to_string()))
 }

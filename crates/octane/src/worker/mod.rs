@@ -171,7 +171,8 @@ async fn run(shared: Arc<WorkerShared>) {
             match store.claim(request).await {
                 Ok(claimed) => {
                     backoff = Duration::ZERO;
-                    metrics::histogram!("octane_pull_seconds").record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("octane_pull_seconds")
+                        .record(started.elapsed().as_secs_f64());
                     next_wake_at = claimed.next_wake_at;
                     let full = claimed.workflows.len() == limit;
                     for wf in claimed.workflows {
@@ -192,7 +193,8 @@ async fn run(shared: Arc<WorkerShared>) {
                     }
                 }
                 Err(e) => {
-                    backoff = (backoff * 2).clamp(Duration::from_millis(50), Duration::from_secs(5));
+                    backoff =
+                        (backoff * 2).clamp(Duration::from_millis(50), Duration::from_secs(5));
                     metrics::counter!("octane_store_errors_total").increment(1);
                     tracing::warn!(error = %e, retry_in = ?backoff, "claiming workflows failed");
                     tokio::select! {

@@ -55,7 +55,14 @@ impl CrashAfter {
 pub fn activity_commits() -> Matcher {
     Box::new(|b: &Batch| {
         b.ops.iter().any(|op| {
-            matches!(op, WriteOp::Put(Event { kind: EventKind::Activity, done: true, .. }))
+            matches!(
+                op,
+                WriteOp::Put(Event {
+                    kind: EventKind::Activity,
+                    done: true,
+                    ..
+                })
+            )
         })
     })
 }

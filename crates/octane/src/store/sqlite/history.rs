@@ -54,7 +54,8 @@ pub(super) fn load(conn: &Connection, id: WorkflowId) -> Result<Vec<Event>, Stor
 
 /// Every stored event, forgotten ones included, in history order.
 pub(super) fn all(conn: &Connection, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = ?1 ORDER BY location");
+    let sql =
+        format!("SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = ?1 ORDER BY location");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([id.to_string()], read_row)?;
     rows.map(|r| decode_event(r?)).collect()

@@ -10,7 +10,8 @@ use crate::store::{
     WorkflowState,
 };
 
-const COLUMNS: &str = "id, name, state, input, output, error, tags, wake_at, created_at, updated_at";
+const COLUMNS: &str =
+    "id, name, state, input, output, error, tags, wake_at, created_at, updated_at";
 
 pub(super) fn create(conn: &Connection, wf: &NewWorkflow) -> Result<(), StoreError> {
     let id = wf.id.to_string();
@@ -41,7 +42,10 @@ pub(super) fn get(conn: &Connection, id: WorkflowId) -> Result<Option<WorkflowIn
         .transpose()
 }
 
-pub(super) fn list(conn: &Connection, filter: &ListFilter) -> Result<Vec<WorkflowInfo>, StoreError> {
+pub(super) fn list(
+    conn: &Connection,
+    filter: &ListFilter,
+) -> Result<Vec<WorkflowInfo>, StoreError> {
     let mut sql = format!("SELECT {COLUMNS} FROM workflows WHERE 1 = 1");
     let mut params: Vec<String> = Vec::new();
     if let Some(name) = &filter.name {

@@ -56,22 +56,27 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| match conn.map_err(|e| StoreError::Commit(e.to_string())).and_then(f) {
-            Ok(v) => (
-                true,
-                Box::new(move |commit_error: Option<&StoreError>| {
-                    let _ = tx.send(match commit_error {
-                        None => Ok(v),
-                        Some(e) => Err(StoreError::Commit(e.to_string())),
-                    });
-                }),
-            ),
-            Err(e) => (
-                false,
-                Box::new(move |_: Option<&StoreError>| {
-                    let _ = tx.send(Err(e));
-                }),
-            ),
+        let job: Job = Box::new(move |conn| {
+            match conn
+                .map_err(|e| StoreError::Commit(e.to_string()))
+                .and_then(f)
+            {
+                Ok(v) => (
+                    true,
+                    Box::new(move |commit_error: Option<&StoreError>| {
+                        let _ = tx.send(match commit_error {
+                            None => Ok(v),
+                            Some(e) => Err(StoreError::Commit(e.to_string())),
+                        });
+                    }),
+                ),
+                Err(e) => (
+                    false,
+                    Box::new(move |_: Option<&StoreError>| {
+                        let _ = tx.send(Err(e));
+                    }),
+                ),
+            }
         });
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
