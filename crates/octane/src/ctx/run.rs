@@ -7,7 +7,10 @@
 //! checkpoints, branch markers, recorded `now`/`uuid` values, a sleep's
 //! deadline) is [deferred](RunShared::defer): it waits in `pending` and
 //! rides in the next commit that happens anyway, or is flushed in the
-//! background by [`RunShared::kick`] while the workflow runs on.
+//! background by [`RunShared::kick`] while the workflow runs on. Loops kick
+//! only when a checkpoint finds its predecessor still pending — a whole
+//! interval passed without any write to carry it — so a loop whose
+//! iterations commit anyway pays no extra commit for its checkpoints.
 //!
 //! Writes of one run are chained: each is submitted only after the one
 //! before it has committed, so a newer checkpoint can never be overwritten
@@ -155,13 +158,20 @@ impl RunShared {
     }
 
     /// Queues a write that need not be durable before the workflow goes on.
-    /// A loop checkpoint replaces one still pending for the same loop.
-    pub fn defer(&self, op: WriteOp) {
+    /// A loop checkpoint replaces one still pending for the same loop;
+    /// returns whether it did (no write carried the older one away).
+    pub fn defer(&self, op: WriteOp) -> bool {
         let mut p = self.pipeline.lock().expect("pipeline lock");
         let same = p.pending.iter_mut().find(|old| supersedes(&op, old));
         match same {
-            Some(slot) => *slot = op,
-            None => p.pending.push(op),
+            Some(slot) => {
+                *slot = op;
+                true
+            }
+            None => {
+                p.pending.push(op);
+                false
+            }
         }
     }
 

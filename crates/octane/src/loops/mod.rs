@@ -13,9 +13,10 @@
 //!   ones are deleted by one range delete in the checkpoint's transaction.
 //!   Nothing is copied.
 //! - Checkpoints are not awaited: a checkpoint rides in the next write the
-//!   loop makes anyway (an activity's result), or is flushed in the
-//!   background while the next iterations run. An iteration that records
-//!   no events costs no database round trip.
+//!   loop makes anyway (an activity's result), or, when a whole interval
+//!   passes without one, is flushed in the background while the next
+//!   iterations run (a newer checkpoint replaces one not yet written). An
+//!   iteration that records no events costs no database round trip.
 //!
 //! # Choosing `commit_every`
 //! `commit_every` never decides what survives a crash: every step's result
@@ -176,8 +177,9 @@ where
             iteration_seconds.record(started.elapsed().as_secs_f64());
             match outcome {
                 Loop::Continue => {
-                    if iteration % commit_every == 0 {
-                        checkpoint(&run, &location, &req, iteration, &state, retain)?;
+                    if iteration % commit_every == 0
+                        && checkpoint(&run, &location, &req, iteration, &state, retain)?
+                    {
                         run.kick();
                     }
                 }
@@ -197,7 +199,8 @@ where
 }
 
 /// Defers the checkpoint `(iteration, state)` and the deletion of forgotten
-/// iterations older than `retain`.
+/// iterations older than `retain`. Returns whether it replaced a checkpoint
+/// that no write carried away, so the caller should flush it itself.
 fn checkpoint<S: Serialize>(
     run: &RunShared,
     location: &Location,
@@ -205,7 +208,7 @@ fn checkpoint<S: Serialize>(
     iteration: u64,
     state: &S,
     retain: u64,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let json = encode("loop state", state)?;
     metrics::histogram!("octane_loop_state_bytes", "workflow" => run.name)
         .record(json.len() as f64);
@@ -220,12 +223,12 @@ fn checkpoint<S: Serialize>(
     let mut event = Event::new(location.clone(), req);
     event.iteration = iteration;
     event.data = Some(json);
-    run.defer(WriteOp::Put(event));
+    let stale = run.defer(WriteOp::Put(event));
     if let Some(op) = forget(location, iteration, retain) {
         run.defer(op);
     }
     metrics::counter!("octane_loop_checkpoints_total", "workflow" => run.name).increment(1);
-    Ok(())
+    Ok(stale)
 }
 
 fn forget(location: &Location, iteration: u64, retain: u64) -> Option<WriteOp> {

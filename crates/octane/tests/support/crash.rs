@@ -26,6 +26,7 @@ pub struct CrashAfter {
     pub reached: Notify,
     /// Every batch committed through the wrapper, in order.
     pub log: Mutex<Vec<Batch>>,
+    checkpoint_delay: Option<std::time::Duration>,
 }
 
 impl CrashAfter {
@@ -38,7 +39,14 @@ impl CrashAfter {
             crashed: AtomicBool::new(false),
             reached: Notify::new(),
             log: Mutex::new(Vec::new()),
+            checkpoint_delay: None,
         })
+    }
+
+    /// Holds back commits that carry a loop checkpoint and no activity, so
+    /// they are still in flight while the loop runs on.
+    pub fn delay_checkpoint_flushes(&mut self, d: std::time::Duration) {
+        self.checkpoint_delay = Some(d);
     }
 
     /// Never crashes; only logs.
@@ -89,6 +97,15 @@ impl Store for CrashAfter {
             return std::future::pending().await;
         }
         let counts = (self.matches)(&batch);
+        if let Some(d) = self.checkpoint_delay {
+            let checkpoint_only = batch.ops.iter().all(|op| match op {
+                WriteOp::Put(e) => e.kind == EventKind::Loop,
+                WriteOp::ForgetIterations { .. } => true,
+            });
+            if checkpoint_only && !batch.ops.is_empty() {
+                tokio::time::sleep(d).await;
+            }
+        }
         self.log.lock().unwrap().push(batch.clone());
         self.inner.commit(lease, batch).await?;
         if counts && self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod crash;
+pub mod loops;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -65,7 +66,7 @@ macro_rules! store_tests {
 pub fn fast_worker(engine: &Engine) -> Worker {
     engine
         .worker()
-        .lease_ttl(Duration::from_millis(300))
+        .lease_ttl(Duration::from_millis(200))
         .poll_interval(Duration::from_millis(20))
         .spawn()
 }
