@@ -6,7 +6,8 @@
 //!
 //! # How a loop is recorded
 //! - A checkpoint is written when the loop starts, every `commit_every`
-//!   iterations, and at `Break` together with the output.
+//!   iterations, and at `Break` together with the output (which a replay
+//!   of the finished loop returns without running the body).
 //! - A checkpoint at iteration `i` makes the events of iterations `< i`
 //!   *forgotten*: replay loads the checkpoint and never reads them. Of the
 //!   forgotten iterations the last `retain` are kept for inspection; older
@@ -47,7 +48,7 @@ use tracing::Instrument;
 use crate::ctx::{encode, RunShared, Step, WorkflowCtx};
 use crate::error::Error;
 use crate::history::{iteration_location, Event, EventKind, Location, StepRequest};
-use crate::store::{Transition, WriteOp};
+use crate::store::WriteOp;
 
 /// What a loop body returns: go on, or stop with an output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,9 +188,13 @@ where
                     let mut event = Event::new(location.clone(), &req)
                         .finished(encode("loop output", &output)?);
                     event.iteration = iteration;
-                    let mut ops = vec![WriteOp::Put(event)];
-                    ops.extend(forget(&location, iteration, retain));
-                    run.commit(ops, Transition::Continue).await?;
+                    // Like a checkpoint, the final record need not be
+                    // durable yet: lost in a crash, the last iterations
+                    // replay from their recorded steps and break again.
+                    run.defer(WriteOp::Put(event));
+                    if let Some(op) = forget(&location, iteration, retain) {
+                        run.defer(op);
+                    }
                     metrics::counter!("octane_loop_checkpoints_total", &labels).increment(1);
                     return Ok(output);
                 }

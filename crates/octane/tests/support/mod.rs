@@ -7,6 +7,7 @@
 
 pub mod crash;
 pub mod loops;
+pub mod process;
 
 use std::collections::HashMap;
 use std::future::Future;

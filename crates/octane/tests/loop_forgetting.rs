@@ -1,0 +1,115 @@
+//! Forgotten history keeps a loop's storage and its wake-up cost bounded,
+//! whatever its age.
+
+mod support;
+
+use std::time::Duration;
+
+use octane::history::EventKind;
+use octane::prelude::*;
+use support::crash::{activity_commits, CrashAfter};
+use support::loops::{first_step, Counting, CountingLoop};
+use support::{fast_worker, unique, wait_output, TestDb};
+
+struct EmptyLoop;
+impl Workflow for EmptyLoop {
+    const NAME: &'static str = "empty_loop";
+    type Input = (u64, u64);
+    type Output = u64;
+    async fn run(ctx: &mut WorkflowCtx, input: &(u64, u64)) -> Result<u64> {
+        let (n, commit_every) = *input;
+        ctx.repeat(0u64)
+            .commit_every(commit_every)
+            .run(move |_ctx, i| {
+                async move {
+                    *i += 1;
+                    Ok(if *i == n {
+                        Loop::Break(*i)
+                    } else {
+                        Loop::Continue
+                    })
+                }
+                .boxed()
+            })
+            .await
+    }
+}
+
+async fn a_million_empty_iterations_leave_one_row(db: TestDb) {
+    let engine = db.engine().await.register::<EmptyLoop>();
+    let worker = fast_worker(&engine);
+    let id = engine.dispatch::<EmptyLoop>((1_000_000, 20)).await.unwrap();
+    assert_eq!(wait_output::<EmptyLoop>(&engine, id).await, 1_000_000);
+    let history = engine.history(id).await.unwrap();
+    assert_eq!(history.len(), 1, "only the loop event: {history:?}");
+    assert_eq!(
+        (history[0].event.iteration, history[0].event.done),
+        (1_000_000, true)
+    );
+    worker.shutdown().await;
+}
+
+async fn stored_history_stays_within_commit_every_plus_retain(db: TestDb) {
+    let (commit_every, retain) = (20, 100);
+    let mut input = Counting::new(&unique("bounded"), 2_000, commit_every);
+    input.retain = retain;
+    // Stop the loop mid-way to look at its rows while it runs.
+    let store = CrashAfter::new(db.store().await, 1_517, activity_commits());
+    let engine = Engine::with_store(store.clone()).register::<CountingLoop>();
+    let worker = fast_worker(&engine);
+    let id = engine
+        .dispatch::<CountingLoop>(input.clone())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), store.reached.notified())
+        .await
+        .unwrap();
+    drop(worker);
+
+    let stored = engine.history(id).await.unwrap();
+    let activities = stored
+        .iter()
+        .filter(|h| h.event.kind == EventKind::Activity)
+        .count() as u64;
+    assert!(
+        activities <= commit_every + retain + 1,
+        "{activities} iterations stored mid-run"
+    );
+    // A wake-up reads the checkpoint and at most `commit_every` iterations.
+    let loaded = db.store().await.load_history(id).await.unwrap();
+    let loaded_activities = loaded
+        .iter()
+        .filter(|e| e.kind == EventKind::Activity)
+        .count() as u64;
+    assert!(
+        loaded_activities <= commit_every,
+        "a wake-up loads {loaded_activities} iterations"
+    );
+    assert!(
+        loaded.iter().any(|e| e.location == first_step()),
+        "and the checkpoint"
+    );
+
+    let engine = db.engine().await.register::<CountingLoop>();
+    let worker = fast_worker(&engine);
+    assert_eq!(
+        wait_output::<CountingLoop>(&engine, id).await,
+        input.expected()
+    );
+    let stored = engine.history(id).await.unwrap();
+    assert_eq!(
+        stored.len() as u64,
+        retain + 1,
+        "the last {retain} iterations and the loop event"
+    );
+    assert!(stored
+        .iter()
+        .filter(|h| h.event.kind == EventKind::Activity)
+        .all(|h| h.forgotten));
+    worker.shutdown().await;
+}
+
+store_tests!(
+    a_million_empty_iterations_leave_one_row,
+    stored_history_stays_within_commit_every_plus_retain
+);
