@@ -108,7 +108,18 @@ impl WorkflowCtx {
         let step = StepRequest::new(kind, name, input_hash, self.take_version());
         let run = self.run.clone();
         match self.cursor.resolve(&run.history, &step) {
-            Ok(Resolved::Replay(e)) => Ok((Step::Replay(e.clone()), step)),
+            Ok(Resolved::Replay(e)) => {
+                tracing::debug!(
+                    target: "octane::replay",
+                    workflow_id = %run.workflow_id,
+                    location = %e.location,
+                    kind = %e.kind,
+                    name = %e.name,
+                    iteration = e.iteration,
+                    "replayed from history"
+                );
+                Ok((Step::Replay(e.clone()), step))
+            }
             Ok(Resolved::Live(location)) => Ok((Step::Live(location), step)),
             Err(m) => Err(self.run.fail(Error::HistoryDiverged {
                 workflow_id: self.run.workflow_id,

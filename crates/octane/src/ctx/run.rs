@@ -53,7 +53,6 @@ pub(crate) enum Interrupt {
 /// Per-run settings taken from the engine and worker.
 #[derive(Clone, Debug)]
 pub(crate) struct RunConfig {
-    pub lease_ttl: Duration,
     pub max_loop_state: usize,
     pub sleep_in_memory_below: Duration,
 }
@@ -216,7 +215,6 @@ impl RunShared {
     fn submit(&self, prior: Option<Flush>, ops: Vec<WriteOp>, transition: Transition) -> Flush {
         let store = self.store.clone();
         let lease = self.lease.clone();
-        let ttl = crate::clock::duration_ms(self.config.lease_ttl);
         let has_checkpoint = ops.iter().any(is_checkpoint);
         let name = self.name;
         async move {
@@ -229,7 +227,6 @@ impl RunShared {
                 ops,
                 transition,
                 now,
-                expires_at: now + ttl,
             };
             store.commit(&lease, batch).await.map_err(Arc::new)?;
             if has_checkpoint {

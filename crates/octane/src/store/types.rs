@@ -242,8 +242,6 @@ pub struct Batch {
     pub transition: Transition,
     /// Now (ms since the epoch).
     pub now: i64,
-    /// The lease's new expiry (a write is also a heartbeat).
-    pub expires_at: i64,
 }
 
 /// Which workflows `Engine::list` returns.

@@ -181,11 +181,17 @@ async fn run(shared: Arc<WorkerShared>) {
                             .try_acquire_owned()
                             .expect("claims never exceed free slots");
                         let lost = CancellationToken::new();
-                        shared
+                        let stale = shared
                             .leases
                             .lock()
                             .expect("leases lock")
                             .insert(wf.lease.workflow_id, (wf.lease.clone(), lost.clone()));
+                        if let Some((_, stale)) = stale {
+                            // Our own lease lapsed (a heartbeat came too
+                            // late) and we won the workflow back: the old
+                            // run is fenced off already; stop it too.
+                            stale.cancel();
+                        }
                         runs.spawn(runner::run(shared.clone(), wf, lost, permit));
                     }
                     if full {

@@ -23,9 +23,16 @@ pub(super) async fn run(
     _slot: OwnedSemaphorePermit,
 ) {
     let id = claimed.lease.workflow_id;
+    let epoch = claimed.lease.epoch;
     let span = tracing::info_span!("workflow", workflow_id = %id, name = %claimed.name);
     run_one(&shared, claimed, lost).instrument(span).await;
-    shared.leases.lock().expect("leases lock").remove(&id);
+    let mut leases = shared.leases.lock().expect("leases lock");
+    if leases
+        .get(&id)
+        .is_some_and(|(lease, _)| lease.epoch == epoch)
+    {
+        leases.remove(&id);
+    }
 }
 
 async fn run_one(shared: &WorkerShared, claimed: ClaimedWorkflow, lost: CancellationToken) {
@@ -50,7 +57,6 @@ async fn run_one(shared: &WorkerShared, claimed: ClaimedWorkflow, lost: Cancella
                     code: Some("corrupt_history".into()),
                 },
                 now,
-                expires_at: now,
                 ..Batch::default()
             };
             if let Err(e) = store.commit(&claimed.lease, batch).await {
@@ -70,7 +76,6 @@ async fn run_one(shared: &WorkerShared, claimed: ClaimedWorkflow, lost: Cancella
         registered.name,
         History::from_events(events),
         RunConfig {
-            lease_ttl: shared.lease_ttl,
             max_loop_state: config.max_loop_state,
             sleep_in_memory_below: config.sleep_in_memory_below,
         },

@@ -63,11 +63,12 @@ macro_rules! store_tests {
 }
 
 /// A worker tuned for tests: short leases so takeovers after a simulated
-/// crash are quick, and frequent polling.
+/// crash are quick (yet long enough that a heartbeat delayed by a busy
+/// machine does not lose one), and frequent polling.
 pub fn fast_worker(engine: &Engine) -> Worker {
     engine
         .worker()
-        .lease_ttl(Duration::from_millis(200))
+        .lease_ttl(Duration::from_millis(500))
         .poll_interval(Duration::from_millis(20))
         .spawn()
 }

@@ -69,27 +69,25 @@ pub(super) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Claimed, St
     })
 }
 
-/// Checks that `lease` is current and extends it; the first statement of
-/// every history write, in the same transaction.
-pub(super) fn fence(
-    conn: &Connection,
-    lease: &Lease,
-    now: i64,
-    expires_at: i64,
-) -> Result<(), StoreError> {
-    let n = conn
+/// Checks that `lease` is current: the first statement of every history
+/// write, in the same transaction. A read suffices because SQLite runs one
+/// write transaction at a time, so no claim can interleave; renewing is the
+/// heartbeat's job, which keeps a commit to the pages it really changes.
+pub(super) fn fence(conn: &Connection, lease: &Lease) -> Result<(), StoreError> {
+    let held = conn
         .prepare_cached(
-            "UPDATE workflows SET lease_expires = ?1, updated_at = ?2
-             WHERE id = ?3 AND lease_owner = ?4 AND lease_epoch = ?5 AND state = 'running'",
+            "SELECT EXISTS (SELECT 1 FROM workflows
+             WHERE id = ?1 AND lease_owner = ?2 AND lease_epoch = ?3 AND state = 'running')",
         )?
-        .execute((
-            expires_at,
-            now,
-            lease.workflow_id.to_string(),
-            lease.owner.to_string(),
-            lease.epoch,
-        ))?;
-    if n == 0 {
+        .query_row(
+            (
+                lease.workflow_id.to_string(),
+                lease.owner.to_string(),
+                lease.epoch,
+            ),
+            |r| r.get::<_, bool>(0),
+        )?;
+    if !held {
         return Err(StoreError::LeaseLost {
             workflow_id: lease.workflow_id,
         });
@@ -104,12 +102,19 @@ pub(super) fn renew(
     expires_at: i64,
 ) -> Result<Vec<WorkflowId>, StoreError> {
     let mut lost = Vec::new();
-    let now = crate::clock::now_ms();
+    let mut stmt = conn.prepare_cached(
+        "UPDATE workflows SET lease_expires = ?1
+         WHERE id = ?2 AND lease_owner = ?3 AND lease_epoch = ?4 AND state = 'running'",
+    )?;
     for lease in leases {
-        match fence(conn, lease, now, expires_at) {
-            Ok(()) => {}
-            Err(StoreError::LeaseLost { workflow_id }) => lost.push(workflow_id),
-            Err(e) => return Err(e),
+        let n = stmt.execute((
+            expires_at,
+            lease.workflow_id.to_string(),
+            lease.owner.to_string(),
+            lease.epoch,
+        ))?;
+        if n == 0 {
+            lost.push(lease.workflow_id);
         }
     }
     Ok(lost)

@@ -8,8 +8,7 @@
 //! # Which writes share a transaction
 //! - `create`: the workflow row and its tag rows.
 //! - `claim`: the lease (owner, epoch + 1, expiry) of every claimed row.
-//! - `commit`: the fencing check (lease owner and epoch, which also extends
-//!   the lease), every history write of the batch (event upserts, a loop's
+//! - `commit`: the fencing check (lease owner and epoch), every history write of the batch (event upserts, a loop's
 //!   checkpoint row and its range delete of old iterations), and the
 //!   workflow's transition (sleep, release, complete, fail). A checkpoint
 //!   therefore never lands without the events it follows, and a fenced-off
@@ -198,7 +197,7 @@ impl Store for SqliteStore {
         let lease = lease.clone();
         self.writer
             .write(move |c| {
-                leases::fence(c, &lease, batch.now, batch.expires_at)?;
+                leases::fence(c, &lease)?;
                 history::apply(c, lease.workflow_id, &batch.ops)?;
                 workflows::transition(c, lease.workflow_id, &batch.transition, batch.now)
             })

@@ -76,6 +76,7 @@ pub(super) fn list(
 }
 
 /// Applies a commit's transition; the lease was fenced just before.
+/// Every transition but `Continue` releases the lease.
 pub(super) fn transition(
     conn: &Connection,
     id: WorkflowId,
@@ -83,34 +84,34 @@ pub(super) fn transition(
     now: i64,
 ) -> Result<(), StoreError> {
     let id = id.to_string();
-    let release = "lease_owner = NULL, lease_expires = NULL";
+    const RELEASE: &str = "lease_owner = NULL, lease_expires = NULL, updated_at = ?2";
     match transition {
         Transition::Continue => {}
         Transition::Sleep { wake_at } => {
             conn.prepare_cached(&format!(
-                "UPDATE workflows SET state = 'sleeping', wake_at = ?2, {release} WHERE id = ?1"
+                "UPDATE workflows SET state = 'sleeping', wake_at = ?3, {RELEASE} WHERE id = ?1"
             ))?
-            .execute((&id, wake_at))?;
+            .execute((&id, now, wake_at))?;
         }
         Transition::Release => {
             conn.prepare_cached(&format!(
-                "UPDATE workflows SET state = 'pending', wake_at = ?2, {release} WHERE id = ?1"
+                "UPDATE workflows SET state = 'pending', wake_at = ?2, {RELEASE} WHERE id = ?1"
             ))?
             .execute((&id, now))?;
         }
         Transition::Complete { output } => {
             conn.prepare_cached(&format!(
-                "UPDATE workflows SET state = 'completed', output = ?2, error = NULL,
-                 error_code = NULL, wake_at = NULL, {release} WHERE id = ?1"
+                "UPDATE workflows SET state = 'completed', output = ?3, error = NULL,
+                 error_code = NULL, wake_at = NULL, {RELEASE} WHERE id = ?1"
             ))?
-            .execute((&id, output))?;
+            .execute((&id, now, output))?;
         }
         Transition::Fail { error, code } => {
             conn.prepare_cached(&format!(
-                "UPDATE workflows SET state = 'failed', error = ?2, error_code = ?3,
-                 wake_at = NULL, {release} WHERE id = ?1"
+                "UPDATE workflows SET state = 'failed', error = ?3, error_code = ?4,
+                 wake_at = NULL, {RELEASE} WHERE id = ?1"
             ))?
-            .execute((&id, error, code))?;
+            .execute((&id, now, error, code))?;
         }
     }
     Ok(())

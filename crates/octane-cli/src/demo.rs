@@ -1,0 +1,245 @@
+//! `octane demo`: an order workflow whose worker crashes mid-way.
+//!
+//! Activities print when they execute; the engine's replay trace prints
+//! when a step is answered from history instead. After the crash a new
+//! worker replays what was recorded — nothing runs twice except the one
+//! step that was in flight — and finishes the order.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use octane::prelude::*;
+use octane::WorkflowState;
+use tokio::sync::Notify;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+
+/// Options of `octane demo`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The SQLite file to use; it is recreated on every run.
+    #[arg(long, default_value = "octane-demo.db")]
+    db: PathBuf,
+    /// The tracking update during which the first worker crashes.
+    #[arg(long, default_value_t = 8)]
+    crash_at: u64,
+}
+
+static CRASH_ARMED: AtomicBool = AtomicBool::new(true);
+static CRASH_NOW: Notify = Notify::const_new();
+static CRASH_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(8);
+
+fn say(what: impl fmt::Display) {
+    println!("  ▶ executing {what}");
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReserveStock {
+    order: String,
+}
+
+impl Activity for ReserveStock {
+    const NAME: &'static str = "reserve_stock";
+    type Output = u32;
+    async fn run(&self, _ctx: &ActivityCtx) -> Result<u32> {
+        say(format_args!("reserve_stock for {}", self.order));
+        Ok(3)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ChargeCard {
+    order: String,
+    cents: u64,
+}
+
+impl Activity for ChargeCard {
+    const NAME: &'static str = "charge_card";
+    type Output = String;
+    async fn run(&self, _ctx: &ActivityCtx) -> Result<String> {
+        say(format_args!(
+            "charge_card: {} cents for {}",
+            self.cents, self.order
+        ));
+        Ok(format!("receipt-{}", self.order))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TrackingUpdate {
+    order: String,
+    n: u64,
+}
+
+impl Activity for TrackingUpdate {
+    const NAME: &'static str = "tracking_update";
+    type Output = u64;
+    async fn run(&self, _ctx: &ActivityCtx) -> Result<u64> {
+        say(format_args!(
+            "tracking_update #{} for {}",
+            self.n, self.order
+        ));
+        if self.n == CRASH_AT.load(Ordering::SeqCst) && CRASH_ARMED.swap(false, Ordering::SeqCst) {
+            CRASH_NOW.notify_one();
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        Ok(self.n * 10)
+    }
+}
+
+struct Order;
+impl Workflow for Order {
+    const NAME: &'static str = "order";
+    type Input = String;
+    type Output = String;
+    async fn run(ctx: &mut WorkflowCtx, order: &String) -> Result<String> {
+        let items = ctx
+            .activity(ReserveStock {
+                order: order.clone(),
+            })
+            .await?;
+        let receipt = ctx
+            .activity(ChargeCard {
+                order: order.clone(),
+                cents: 1999 * u64::from(items),
+            })
+            .await?;
+        let order = order.clone();
+        let km = ctx
+            .repeat(0u64)
+            .commit_every(5)
+            .run(move |ctx, n| {
+                let order = order.clone();
+                async move {
+                    *n += 1;
+                    let km = ctx.activity(TrackingUpdate { order, n: *n }).await?;
+                    Ok(if *n == 12 {
+                        Loop::Break(km)
+                    } else {
+                        Loop::Continue
+                    })
+                }
+                .boxed()
+            })
+            .await?;
+        Ok(format!("{items} items, {receipt}, delivered after {km} km"))
+    }
+}
+
+/// Prints each step the engine answers from history.
+struct ReplayPrinter;
+
+#[derive(Default)]
+struct ReplayFields {
+    location: String,
+    kind: String,
+    name: String,
+    iteration: String,
+}
+
+impl Visit for ReplayFields {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let v = format!("{value:?}");
+        match field.name() {
+            "location" => self.location = v,
+            "kind" => self.kind = v,
+            "name" => self.name = v,
+            "iteration" => self.iteration = v,
+            _ => {}
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for ReplayPrinter {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        if event.metadata().target() != "octane::replay" {
+            return;
+        }
+        let mut f = ReplayFields::default();
+        event.record(&mut f);
+        if f.kind == "loop" {
+            println!(
+                "  ↺ resumed   loop at {} from its checkpoint at iteration {}",
+                f.location, f.iteration
+            );
+            return;
+        }
+        let what = if f.name.is_empty() {
+            f.kind
+        } else {
+            format!("{} `{}`", f.kind, f.name)
+        };
+        println!(
+            "  ↺ replayed  {what} at {} (recorded result, not run again)",
+            f.location
+        );
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    CRASH_AT.store(args.crash_at, Ordering::SeqCst);
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target("octane::replay", tracing::Level::DEBUG);
+    let subscriber = tracing_subscriber::registry().with(ReplayPrinter.with_filter(filter));
+    tracing::subscriber::set_global_default(subscriber)?;
+
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = args.db.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    let url = format!("sqlite://{}", args.db.display());
+    println!("Octane demo — database {url}\n");
+    let engine = Engine::open(&url).await?.register::<Order>();
+    let lease = Duration::from_secs(1);
+
+    println!("Worker 1 starts and runs order #1:");
+    let worker = engine.worker().lease_ttl(lease).spawn();
+    let id = engine
+        .dispatch::<Order>("order-1".into())
+        .tag("demo", "yes")
+        .await?;
+    CRASH_NOW.notified().await;
+    drop(worker);
+    println!(
+        "\n  💥 worker 1 crashed while tracking update #{} was in flight.\n     \
+         Every step before it is committed; that one is not, so it will run again.\n",
+        args.crash_at
+    );
+    let info = engine.get(id).await?;
+    println!(
+        "Workflow {id} is still `{}` in the database; its lease expires in {lease:?}.\n",
+        info.state
+    );
+
+    println!("Worker 2 starts, takes the workflow over and replays it:");
+    let worker = engine.worker().lease_ttl(lease).spawn();
+    let output = tokio::time::timeout(Duration::from_secs(60), engine.wait::<Order>(id)).await??;
+    worker.shutdown().await;
+    println!("\nOrder finished: {output}\n");
+
+    println!(
+        "Its history (the loop checkpoints every 5 iterations; older iterations are forgotten):"
+    );
+    for entry in engine.history(id).await? {
+        let e = &entry.event;
+        let what = match e.kind {
+            octane::history::EventKind::Loop => {
+                format!("loop  iteration {} done={}", e.iteration, e.done)
+            }
+            _ => format!("{} {}", e.kind, e.name),
+        };
+        let mark = if entry.forgotten { " (forgotten)" } else { "" };
+        println!("  {:<10} {what}{mark}", e.location.to_string());
+    }
+    let state = engine.get(id).await?.state;
+    anyhow::ensure!(
+        state == WorkflowState::Completed,
+        "the order did not complete: {state}"
+    );
+    Ok(())
+}
