@@ -2,12 +2,15 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use super::Location;
 
 /// What kind of step an event records.
 ///
 /// The numeric values are persisted: never renumber a variant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventKind {
     /// An activity and its outcome.
@@ -75,7 +78,7 @@ impl fmt::Display for EventKind {
 }
 
 /// One recorded step of a workflow.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Where the step sits in the history.
     pub location: Location,

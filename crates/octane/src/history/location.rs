@@ -11,6 +11,9 @@
 //! a range of loop iterations with one `BETWEEN`.
 
 use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// One level of a [`Location`]: a non-empty list of ordinates.
 ///
@@ -192,6 +195,48 @@ impl Location {
     }
 }
 
+impl FromStr for Location {
+    type Err = String;
+
+    /// Parses the `Display` form, e.g. `{2, 7.1, 1}` (`{}` is the root).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let inner = s
+            .trim()
+            .strip_prefix('{')
+            .and_then(|r| r.strip_suffix('}'))
+            .ok_or_else(|| format!("location `{s}` is not of the form {{1, 2.1}}"))?;
+        if inner.trim().is_empty() {
+            return Ok(Location::root());
+        }
+        inner
+            .split(',')
+            .map(|c| {
+                let ords = c
+                    .trim()
+                    .split('.')
+                    .map(|o| o.parse::<u64>().map_err(|e| format!("location `{s}`: {e}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Coordinate::from_ordinates(ords)
+                    .ok_or_else(|| format!("location `{s}`: empty coordinate"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Location)
+    }
+}
+
+impl Serialize for Location {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Location {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("{")?;
@@ -301,7 +346,8 @@ mod tests {
         #[test]
         fn encoding_preserves_order(a in location(), b in location()) {
             prop_assert_eq!(a.cmp(&b), a.encode().cmp(&b.encode()));
-            prop_assert_eq!(Location::decode(&a.encode()), Some(a));
+            prop_assert_eq!(Location::decode(&a.encode()), Some(a.clone()));
+            prop_assert_eq!(a.to_string().parse::<Location>(), Ok(a));
         }
     }
 }
