@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use octane::prelude::*;
-use support::crash::{activity_commits, CrashAfter};
+use support::crash::{activity_commits, run_until_crash, CrashAfter};
 use support::loops::{active_iterations, first_step, Counting, CountingLoop};
 use support::{executions, fast_worker, unique, wait_output, Step, TestDb};
 
@@ -25,16 +25,7 @@ async fn crash_and_resume(db: &TestDb, input: Counting, crash_at: u64, slow_chec
             .unwrap()
             .delay_checkpoint_flushes(Duration::from_millis(15));
     }
-    let engine = Engine::with_store(store.clone()).register::<CountingLoop>();
-    let worker = fast_worker(&engine);
-    let id = engine
-        .dispatch::<CountingLoop>(input.clone())
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(20), store.reached.notified())
-        .await
-        .unwrap_or_else(|_| panic!("crash point {crash_at} reached"));
-    drop(worker);
+    let (engine, id) = run_until_crash::<CountingLoop>(store, input.clone()).await;
 
     let what = format!(
         "commit_every({}), crash after activity {crash_at}",
@@ -154,13 +145,7 @@ async fn nested_loops_resume_from_a_crash_inside_the_inner_loop(db: TestDb) {
             inner: 30,
         };
         let store = CrashAfter::new(db.store().await, crash_at, activity_commits());
-        let engine = Engine::with_store(store.clone()).register::<NestedLoops>();
-        let worker = fast_worker(&engine);
-        let id = engine.dispatch::<NestedLoops>(input.clone()).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(20), store.reached.notified())
-            .await
-            .unwrap();
-        drop(worker);
+        let (_, id) = run_until_crash::<NestedLoops>(store, input.clone()).await;
 
         let engine = db.engine().await.register::<NestedLoops>();
         let worker = fast_worker(&engine);

@@ -3,11 +3,9 @@
 
 mod support;
 
-use std::time::Duration;
-
 use octane::history::EventKind;
 use octane::prelude::*;
-use support::crash::{activity_commits, CrashAfter};
+use support::crash::{activity_commits, run_until_crash, CrashAfter};
 use support::loops::{first_step, Counting, CountingLoop};
 use support::{fast_worker, unique, wait_output, TestDb};
 
@@ -55,16 +53,7 @@ async fn stored_history_stays_within_commit_every_plus_retain(db: TestDb) {
     input.retain = retain;
     // Stop the loop mid-way to look at its rows while it runs.
     let store = CrashAfter::new(db.store().await, 1_517, activity_commits());
-    let engine = Engine::with_store(store.clone()).register::<CountingLoop>();
-    let worker = fast_worker(&engine);
-    let id = engine
-        .dispatch::<CountingLoop>(input.clone())
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(60), store.reached.notified())
-        .await
-        .unwrap();
-    drop(worker);
+    let (engine, id) = run_until_crash::<CountingLoop>(store, input.clone()).await;
 
     let stored = engine.history(id).await.unwrap();
     let activities = stored

@@ -6,14 +6,11 @@
 mod support;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use octane::prelude::*;
 use rand::Rng;
-use support::process::{
-    assert_once_but_the_one_in_flight, child_db, executions, spawn_child, LoggedStep,
-};
-use support::{eventually, fast_worker, wait_output, TestDb};
+use support::process::{assert_once_but_the_one_in_flight, child_db, kill_child_after, LoggedStep};
+use support::{fast_worker, wait_output, TestDb};
 
 struct LoggedLoop;
 impl Workflow for LoggedLoop {
@@ -62,16 +59,7 @@ async fn kill_9_at_a_random_iteration_then_finish_in_a_new_process(db: TestDb) {
             .await
             .unwrap();
 
-        let mut child = spawn_child(&db.url, "loop_kill_child_worker");
-        eventually(
-            "the child to reach the kill point",
-            Duration::from_secs(120),
-            || async { (executions(&log).len() >= kill_after).then_some(()) },
-        )
-        .await;
-        child.kill().expect("SIGKILL the child");
-        child.wait().unwrap();
-        let before = executions(&log).len() as u64;
+        let before = kill_child_after(&db.url, "loop_kill_child_worker", &log, kill_after).await;
         assert!(
             before < n,
             "the kill landed mid-loop ({before} of {n} iterations)"

@@ -5,13 +5,10 @@
 mod support;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use octane::prelude::*;
-use support::process::{
-    assert_once_but_the_one_in_flight, child_db, executions, spawn_child, LoggedStep,
-};
-use support::{eventually, fast_worker, wait_output, TestDb};
+use support::process::{assert_once_but_the_one_in_flight, child_db, kill_child_after, LoggedStep};
+use support::{fast_worker, wait_output, TestDb};
 
 struct ManySteps;
 impl Workflow for ManySteps {
@@ -52,16 +49,7 @@ async fn kill_9_mid_workflow_then_finish_in_a_new_process(db: TestDb) {
         .await
         .unwrap();
 
-    let mut child = spawn_child(&db.url, "kill_child_worker");
-    eventually(
-        "the child to run 20 steps",
-        Duration::from_secs(60),
-        || async { (executions(&log).len() >= 20).then_some(()) },
-    )
-    .await;
-    child.kill().expect("SIGKILL the child");
-    child.wait().unwrap();
-    let before = executions(&log).len() as u64;
+    let before = kill_child_after(&db.url, "kill_child_worker", &log, 20).await;
     assert!(
         before < n,
         "the kill landed mid-workflow ({before} of {n} steps)"

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use octane::prelude::*;
-use support::crash::{activity_commits, CrashAfter};
+use support::crash::{activity_commits, run_until_crash, CrashAfter};
 use support::{count, eventually, executions, fast_worker, unique, wait_output, Step, TestDb};
 
 struct FourSteps;
@@ -33,13 +33,7 @@ async fn crash_after_each_commit_resumes_without_rerunning(db: TestDb) {
     for crash_at in 1..=3 {
         let key = unique("crash");
         let store = CrashAfter::new(db.store().await, crash_at, activity_commits());
-        let engine = Engine::with_store(store.clone()).register::<FourSteps>();
-        let worker = fast_worker(&engine);
-        let id = engine.dispatch::<FourSteps>(key.clone()).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(10), store.reached.notified())
-            .await
-            .expect("crash point reached");
-        drop(worker);
+        let (_, id) = run_until_crash::<FourSteps>(store, key.clone()).await;
 
         let engine = db.engine().await.register::<FourSteps>();
         let worker = fast_worker(&engine);

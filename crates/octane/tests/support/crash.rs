@@ -136,3 +136,20 @@ impl Store for CrashAfter {
         self.inner.control(id, c, now).await
     }
 }
+
+/// Dispatches `input` on an engine over `store`, waits until the store's
+/// crash point is reached, then drops the worker as a crash would. Returns
+/// the workflow's id and the crashed engine (still usable for reads).
+pub async fn run_until_crash<W: octane::Workflow>(
+    store: Arc<CrashAfter>,
+    input: W::Input,
+) -> (octane::Engine, WorkflowId) {
+    let engine = octane::Engine::with_store(store.clone()).register::<W>();
+    let worker = super::fast_worker(&engine);
+    let id = engine.dispatch::<W>(input).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), store.reached.notified())
+        .await
+        .expect("the crash point was not reached in time");
+    drop(worker);
+    (engine, id)
+}

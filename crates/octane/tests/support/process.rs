@@ -90,3 +90,18 @@ pub fn assert_once_but_the_one_in_flight(log: &Path, n: u64, logged_before: u64)
         );
     }
 }
+
+/// Starts the child worker `test` on `url`, SIGKILLs it once `log` shows
+/// `at_least` distinct steps, and returns how many it shows after the kill.
+pub async fn kill_child_after(url: &str, test: &str, log: &Path, at_least: usize) -> u64 {
+    let mut child = spawn_child(url, test);
+    super::eventually(
+        "the child to reach the kill point",
+        Duration::from_secs(120),
+        || async { (executions(log).len() >= at_least).then_some(()) },
+    )
+    .await;
+    child.kill().expect("SIGKILL the child");
+    child.wait().expect("reap the child");
+    executions(log).len() as u64
+}
