@@ -13,10 +13,13 @@ use tokio::sync::Notify;
 
 use crate::clock::now_ms;
 use crate::ctx::WorkflowCtx;
-use crate::error::Error;
+use crate::error::{delivery_result, Error};
 use crate::history::{forgotten_ranges, is_forgotten, Event, EventKind, LoopBoundary};
+use crate::message::{Message, MessageBus, Subscription};
+use crate::signal::Signal;
 use crate::store::{
-    self, Control, ListFilter, NewWorkflow, Store, WorkflowId, WorkflowInfo, WorkflowState,
+    self, Control, ListFilter, NewSignal, NewWorkflow, SignalTarget, Store, WorkflowId,
+    WorkflowInfo, WorkflowState,
 };
 use crate::worker::WorkerBuilder;
 use crate::workflow::Workflow;
@@ -72,7 +75,9 @@ pub(crate) struct Inner {
     registry: RwLock<HashMap<&'static str, Registered>>,
     config: RwLock<EngineConfig>,
     /// Something became runnable: wakes a waiting worker at once.
-    pub runnable: Notify,
+    pub runnable: Arc<Notify>,
+    /// Where workflows publish messages.
+    pub bus: MessageBus,
     /// Some workflow finished: wakes `wait` callers.
     pub finished: Notify,
 }
@@ -119,7 +124,8 @@ impl Engine {
                     max_loop_state: DEFAULT_MAX_LOOP_STATE,
                     sleep_in_memory_below: Duration::from_secs(1),
                 }),
-                runnable: Notify::new(),
+                runnable: Arc::new(Notify::new()),
+                bus: MessageBus::new(),
                 finished: Notify::new(),
             }),
         }
@@ -251,6 +257,7 @@ impl Engine {
                 input,
                 tags,
                 now: now_ms(),
+                parent: None,
             })
             .await?;
         self.inner.runnable.notify_one();
@@ -378,6 +385,39 @@ impl Engine {
         }
     }
 
+    /// Starts sending a signal from outside any workflow:
+    /// `engine.signal(s).to(id).await` or `.to_tags(tags).await`.
+    pub fn signal<S: Signal>(&self, signal: S) -> SignalBuilder<'_, S> {
+        SignalBuilder {
+            engine: self,
+            signal,
+        }
+    }
+
+    /// Subscribes to messages of type `M` whose tags include `tags`.
+    /// Messages are ephemeral: only those published after this call, by
+    /// workflows running in this process, arrive.
+    pub fn subscribe<M: Message, K: Into<String>, V: Into<String>>(
+        &self,
+        tags: impl IntoIterator<Item = (K, V)>,
+    ) -> Subscription<M> {
+        let tags = tags
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self.inner.bus.subscribe(tags)
+    }
+
+    /// Deletes workflows that finished more than `older_than` ago, with
+    /// their history. Returns how many.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn prune(&self, older_than: Duration) -> Result<u64, Error> {
+        let before = now_ms().saturating_sub(crate::clock::duration_ms(older_than));
+        Ok(self.inner.store.prune(before).await?)
+    }
+
     /// Every stored event of a workflow in history order, each marked
     /// whether it is forgotten (replay no longer reads it).
     ///
@@ -412,6 +452,64 @@ pub struct HistoryEntry {
     pub event: Event,
     /// Whether it belongs to a forgotten loop iteration.
     pub forgotten: bool,
+}
+
+/// A signal about to be sent from outside any workflow; see
+/// [`Engine::signal`].
+#[must_use = "a signal is sent by `.to(id).await` or `.to_tags(tags).await`"]
+pub struct SignalBuilder<'e, S> {
+    engine: &'e Engine,
+    signal: S,
+}
+
+impl<S: Signal> SignalBuilder<'_, S> {
+    /// Sends the signal to the workflow with this id. If the workflow is
+    /// waiting for it, it is made runnable in the same transaction.
+    ///
+    /// # Errors
+    /// [`Error::WorkflowNotFound`], or [`Error::SignalRejected`] when the
+    /// workflow has finished; nothing is stored then.
+    pub async fn to(self, id: WorkflowId) -> Result<(), Error> {
+        self.send(SignalTarget::Id(id)).await.map(drop)
+    }
+
+    /// Sends the signal to the one unfinished workflow carrying all these
+    /// tags, and returns its id.
+    ///
+    /// # Errors
+    /// [`Error::NoSignalTarget`] or [`Error::AmbiguousSignalTarget`] unless
+    /// exactly one workflow matches; nothing is stored then.
+    pub async fn to_tags<K: Into<String>, V: Into<String>>(
+        self,
+        tags: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<WorkflowId, Error> {
+        let tags = tags
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self.send(SignalTarget::Tags(tags)).await
+    }
+
+    async fn send(self, target: SignalTarget) -> Result<WorkflowId, Error> {
+        let body = serde_json::to_string(&self.signal).map_err(|e| Error::Encode {
+            what: format!("signal `{}`", S::NAME),
+            message: e.to_string(),
+        })?;
+        let delivery = self
+            .engine
+            .inner
+            .store
+            .send_signal(NewSignal {
+                target: target.clone(),
+                name: S::NAME.to_string(),
+                body,
+                now: now_ms(),
+            })
+            .await?;
+        let id = delivery_result(S::NAME, &target, delivery)?;
+        self.engine.inner.runnable.notify_one();
+        Ok(id)
+    }
 }
 
 /// A workflow about to be dispatched; `.await` it to store it.

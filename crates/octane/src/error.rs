@@ -1,7 +1,9 @@
 //! The engine's error type.
 
+use std::collections::BTreeMap;
+
 use crate::history::Location;
-use crate::store::{StoreError, WorkflowId, WorkflowState};
+use crate::store::{Delivery, SignalTarget, StoreError, WorkflowId, WorkflowState};
 
 /// The stable code carried by every [`Error::HistoryDiverged`] message.
 pub const HISTORY_DIVERGED: &str = "OCTANE-DIVERGED";
@@ -165,9 +167,89 @@ pub enum Error {
         operation: &'static str,
     },
 
+    /// A child workflow failed or was cancelled. The parent may handle it;
+    /// replay returns the same error.
+    #[error("child workflow {child} (`{name}`) of workflow {workflow_id} failed: {message}")]
+    ChildFailed {
+        /// The parent.
+        workflow_id: WorkflowId,
+        /// The child.
+        child: WorkflowId,
+        /// The child's workflow name.
+        name: &'static str,
+        /// The child's error.
+        message: String,
+    },
+
+    /// A signal to a workflow that has finished; nothing was stored.
+    #[error("signal `{signal}` to workflow {workflow_id} rejected: the workflow is {state}")]
+    SignalRejected {
+        /// The recipient.
+        workflow_id: WorkflowId,
+        /// The signal name.
+        signal: &'static str,
+        /// The recipient's state.
+        state: WorkflowState,
+    },
+
+    /// A signal by tags that matches no unfinished workflow.
+    #[error("signal `{signal}`: no unfinished workflow has the tags {tags:?}")]
+    NoSignalTarget {
+        /// The signal name.
+        signal: &'static str,
+        /// The tags asked for.
+        tags: BTreeMap<String, String>,
+    },
+
+    /// A signal by tags that matches several unfinished workflows; nothing
+    /// was stored. Add tags until one workflow matches.
+    #[error(
+        "signal `{signal}`: {count} unfinished workflows have the tags {tags:?}, expected one"
+    )]
+    AmbiguousSignalTarget {
+        /// The signal name.
+        signal: &'static str,
+        /// The tags asked for.
+        tags: BTreeMap<String, String>,
+        /// How many workflows match.
+        count: usize,
+    },
+
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The outcome of a signal delivery as the caller sees it.
+pub(crate) fn delivery_result(
+    signal: &'static str,
+    target: &SignalTarget,
+    delivery: Delivery,
+) -> Result<WorkflowId, Error> {
+    let tags = || match target {
+        SignalTarget::Tags(t) => t.clone(),
+        SignalTarget::Id(_) => BTreeMap::new(),
+    };
+    match (delivery, target) {
+        (Delivery::Delivered(id), _) => Ok(id),
+        (Delivery::NotFound, SignalTarget::Id(id)) => {
+            Err(Error::WorkflowNotFound { workflow_id: *id })
+        }
+        (Delivery::Finished(state), SignalTarget::Id(id)) => Err(Error::SignalRejected {
+            workflow_id: *id,
+            signal,
+            state,
+        }),
+        (Delivery::Ambiguous(count), _) => Err(Error::AmbiguousSignalTarget {
+            signal,
+            tags: tags(),
+            count,
+        }),
+        _ => Err(Error::NoSignalTarget {
+            signal,
+            tags: tags(),
+        }),
+    }
 }
 
 impl Error {

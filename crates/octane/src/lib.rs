@@ -54,15 +54,25 @@ mod engine;
 mod error;
 pub mod history;
 pub mod loops;
+mod message;
+mod signal;
 pub mod store;
 mod worker;
 mod workflow;
 
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use serde_json;
+}
+
 pub use activity::{Activity, ActivityCtx, RetryPolicy};
-pub use ctx::{Join, WorkflowCtx};
-pub use engine::{Dispatch, Engine, HistoryEntry, DEFAULT_MAX_LOOP_STATE};
+pub use ctx::{Child, Join, MessageSend, SignalDraft, SignalSend, WorkflowCtx};
+pub use engine::{Dispatch, Engine, HistoryEntry, SignalBuilder, DEFAULT_MAX_LOOP_STATE};
 pub use error::{Error, HISTORY_DIVERGED};
 pub use loops::{Loop, Repeat};
+pub use message::{Message, Subscription};
+pub use signal::{Listen, Signal};
 pub use store::{ListFilter, WorkflowId, WorkflowInfo, WorkflowState};
 pub use worker::{Worker, WorkerBuilder};
 pub use workflow::Workflow;
@@ -70,7 +80,8 @@ pub use workflow::Workflow;
 /// What workflow code needs in scope: `use octane::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Activity, ActivityCtx, Engine, Loop, RetryPolicy, Workflow, WorkflowCtx, WorkflowId,
+        Activity, ActivityCtx, Engine, Loop, Message, RetryPolicy, Signal, Workflow, WorkflowCtx,
+        WorkflowId,
     };
     pub use anyhow::Result;
     pub use futures::FutureExt;

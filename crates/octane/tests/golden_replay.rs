@@ -143,6 +143,7 @@ async fn recorded_histories_replay_on_the_current_code(db: TestDb) {
             input: golden.input.clone(),
             tags: Default::default(),
             now,
+            parent: None,
         })
         .await
         .unwrap();

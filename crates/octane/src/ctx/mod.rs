@@ -5,7 +5,10 @@
 //! step is recorded, and only runs it live when it is not.
 
 mod activity;
+mod child;
 mod join;
+mod listen;
+mod message;
 pub(crate) mod run;
 mod sleep;
 mod version;
@@ -17,7 +20,10 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use child::Child;
 pub use join::Join;
+pub use listen::{SignalDraft, SignalSend};
+pub use message::MessageSend;
 pub(crate) use run::{Interrupt, RunConfig, RunShared};
 
 use crate::clock::{from_ms, now_ms};

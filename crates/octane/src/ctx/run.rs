@@ -32,13 +32,14 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::now_ms;
 use crate::error::Error;
 use crate::history::{EventKind, History};
-use crate::store::{Batch, Lease, Store, StoreError, Transition, WorkflowId, WriteOp};
+use crate::message::MessageBus;
+use crate::store::{Batch, Lease, Store, StoreError, Suspend, Transition, WorkflowId, WriteOp};
 
 /// Why a run must stop before its code returns.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Interrupt {
-    /// Leave memory until `wake_at`.
-    Sleep { wake_at: i64 },
+    /// Leave memory until a wake-up condition holds.
+    Suspend(Suspend),
     /// The worker is draining: leave memory, runnable at once.
     Evict,
     /// Stop without writing anything more (lease lost, store failed).
@@ -75,6 +76,10 @@ pub(crate) struct RunShared {
     pub drain: CancellationToken,
     /// Cancelled when the heartbeat finds the lease gone.
     pub lost: CancellationToken,
+    /// Where the workflow's messages go.
+    pub bus: MessageBus,
+    /// Told when a commit made another workflow runnable.
+    pub runnable: Arc<tokio::sync::Notify>,
     store: Arc<dyn Store>,
     lease: Lease,
     pipeline: Mutex<Pipeline>,
@@ -92,6 +97,8 @@ impl RunShared {
         lease: Lease,
         drain: CancellationToken,
         lost: CancellationToken,
+        bus: MessageBus,
+        runnable: Arc<tokio::sync::Notify>,
     ) -> Self {
         RunShared {
             workflow_id,
@@ -100,11 +107,18 @@ impl RunShared {
             config,
             drain,
             lost,
+            bus,
+            runnable,
             store,
             lease,
             pipeline: Mutex::new(Pipeline::default()),
             interrupt: Mutex::new(None),
         }
+    }
+
+    /// The store, for reads a step needs (pending signals, a child's state).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// Records why the run must stop; the first reason wins.
@@ -216,6 +230,10 @@ impl RunShared {
         let store = self.store.clone();
         let lease = self.lease.clone();
         let has_checkpoint = ops.iter().any(is_checkpoint);
+        let wakes_others = ops
+            .iter()
+            .any(|op| matches!(op, WriteOp::SendSignal(_) | WriteOp::CreateWorkflow(_)));
+        let runnable = self.runnable.clone();
         let name = self.name;
         async move {
             if let Some(prior) = prior {
@@ -229,6 +247,9 @@ impl RunShared {
                 now,
             };
             store.commit(&lease, batch).await.map_err(Arc::new)?;
+            if wakes_others {
+                runnable.notify_one();
+            }
             if has_checkpoint {
                 metrics::histogram!("octane_loop_checkpoint_seconds", "workflow" => name)
                     .record(started.elapsed().as_secs_f64());

@@ -6,7 +6,7 @@ use super::{Interrupt, Step, WorkflowCtx};
 use crate::clock::{duration_ms, now_ms, to_ms};
 use crate::error::Error;
 use crate::history::{Event, EventKind};
-use crate::store::WriteOp;
+use crate::store::{Suspend, WriteOp};
 
 impl WorkflowCtx {
     /// Sleeps durably for `duration`.
@@ -57,7 +57,10 @@ impl WorkflowCtx {
                 _ = run.lost.cancelled() => {}
             }
         }
-        run.interrupt(Interrupt::Sleep { wake_at: deadline });
+        run.interrupt(Interrupt::Suspend(Suspend {
+            wake_at: Some(deadline),
+            ..Suspend::default()
+        }));
         Err(run.yield_error("sleeping until its deadline"))
     }
 }

@@ -27,6 +27,16 @@ pub enum EventKind {
     Now,
     /// A value of `ctx.uuid()`.
     Uuid,
+    /// Signals consumed by `ctx.listen` (or its timeout).
+    Signal,
+    /// A signal sent by the workflow, and what became of it.
+    SignalSend,
+    /// A message published by the workflow.
+    Message,
+    /// A child workflow started; the data holds its id.
+    ChildDispatch,
+    /// A child workflow's outcome.
+    ChildOutput,
 }
 
 impl EventKind {
@@ -40,6 +50,11 @@ impl EventKind {
             EventKind::VersionCheck => 5,
             EventKind::Now => 6,
             EventKind::Uuid => 7,
+            EventKind::Signal => 8,
+            EventKind::SignalSend => 9,
+            EventKind::Message => 10,
+            EventKind::ChildDispatch => 11,
+            EventKind::ChildOutput => 12,
         }
     }
 
@@ -53,6 +68,11 @@ impl EventKind {
             5 => EventKind::VersionCheck,
             6 => EventKind::Now,
             7 => EventKind::Uuid,
+            8 => EventKind::Signal,
+            9 => EventKind::SignalSend,
+            10 => EventKind::Message,
+            11 => EventKind::ChildDispatch,
+            12 => EventKind::ChildOutput,
             _ => return None,
         })
     }
@@ -67,6 +87,11 @@ impl EventKind {
             EventKind::VersionCheck => "version_check",
             EventKind::Now => "now",
             EventKind::Uuid => "uuid",
+            EventKind::Signal => "signal",
+            EventKind::SignalSend => "signal_send",
+            EventKind::Message => "message",
+            EventKind::ChildDispatch => "child_dispatch",
+            EventKind::ChildOutput => "child_output",
         }
     }
 }

@@ -15,8 +15,9 @@ mod types;
 use async_trait::async_trait;
 
 pub use types::{
-    Batch, ClaimRequest, Claimed, ClaimedWorkflow, Control, Lease, ListFilter, NewWorkflow,
-    Transition, WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
+    Batch, ClaimRequest, Claimed, ClaimedWorkflow, Control, Delivery, Lease, ListFilter, NewSignal,
+    NewWorkflow, PendingSignal, SignalTarget, Suspend, Transition, WorkflowId, WorkflowInfo,
+    WorkflowState, WriteOp,
 };
 
 use crate::history::Event;
@@ -126,6 +127,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Workflows matching `filter`, newest first.
     async fn list(&self, filter: ListFilter) -> Result<Vec<WorkflowInfo>, StoreError>;
+
+    /// Delivers a signal from outside any workflow.
+    async fn send_signal(&self, signal: NewSignal) -> Result<Delivery, StoreError>;
+
+    /// Where a signal to `target` would go, without sending it.
+    async fn resolve_target(&self, target: SignalTarget) -> Result<Delivery, StoreError>;
+
+    /// The oldest `limit` pending signals of the given names, in send order.
+    async fn pending_signals(
+        &self,
+        id: WorkflowId,
+        names: Vec<String>,
+        limit: usize,
+    ) -> Result<Vec<PendingSignal>, StoreError>;
+
+    /// Deletes finished workflows last changed before `before` (ms since the
+    /// epoch), with their history; returns how many.
+    async fn prune(&self, before: i64) -> Result<u64, StoreError>;
 
     /// Cancels or wakes a workflow; returns its state before, or `None` if it
     /// does not exist.

@@ -132,7 +132,7 @@ pub struct WorkflowInfo {
 }
 
 /// A workflow to insert.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NewWorkflow {
     /// Its id.
     pub id: WorkflowId,
@@ -144,6 +144,8 @@ pub struct NewWorkflow {
     pub tags: BTreeMap<String, String>,
     /// Creation time (ms since the epoch); also when it becomes runnable.
     pub now: i64,
+    /// The workflow that started it, woken when it finishes.
+    pub parent: Option<WorkflowId>,
 }
 
 /// A worker's right to write one workflow's history.
@@ -195,6 +197,15 @@ pub struct Claimed {
 /// One history write.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WriteOp {
+    /// Delete consumed signals (their content is in the event that
+    /// recorded them, written in the same transaction).
+    AckSignals(Vec<i64>),
+    /// Deliver a signal sent by the workflow (recorded in the same
+    /// transaction, so it is sent exactly once). Dropped if the target
+    /// finished meanwhile.
+    SendSignal(NewSignal),
+    /// Create a child workflow (recorded in the same transaction).
+    CreateWorkflow(NewWorkflow),
     /// Insert or replace the event at its location.
     Put(Event),
     /// Delete the events of iterations `[0, below)` of the loop at `loop_location`.
@@ -209,28 +220,89 @@ pub enum WriteOp {
 /// What happens to the workflow itself in a commit.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub enum Transition {
-    /// Nothing: it keeps running (the lease is extended).
+    /// Nothing: it keeps running.
     #[default]
     Continue,
-    /// It leaves memory until `wake_at`.
-    Sleep {
-        /// When it becomes runnable again.
-        wake_at: i64,
-    },
+    /// It leaves memory until one of its wake-up conditions holds. The store
+    /// checks them in the same transaction: if one already holds (a signal
+    /// it listens for is pending, or the child it waits for finished), the
+    /// workflow is made runnable at once instead, so no wake-up is lost.
+    Suspend(Suspend),
     /// It leaves memory and is runnable at once (graceful eviction).
     Release,
-    /// It finished with an output (JSON).
+    /// It finished with an output (JSON). Its pending signals are deleted
+    /// and a parent waiting for it is woken.
     Complete {
         /// The output.
         output: String,
     },
     /// It failed; `code` classifies the error (e.g. a diverged history).
+    /// Its pending signals are deleted and a parent waiting for it is woken.
     Fail {
         /// The error message.
         error: String,
         /// A stable code for the error kind.
         code: Option<String>,
     },
+}
+
+/// The wake-up conditions of a suspended workflow.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Suspend {
+    /// Wake at this time (ms since the epoch).
+    pub wake_at: Option<i64>,
+    /// Wake when a signal of one of these names arrives.
+    pub signals: Vec<String>,
+    /// Wake when this child workflow finishes.
+    pub child: Option<WorkflowId>,
+}
+
+/// A signal to deliver.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewSignal {
+    /// Who receives it.
+    pub target: SignalTarget,
+    /// The signal name.
+    pub name: String,
+    /// The body, as JSON.
+    pub body: String,
+    /// Now (ms since the epoch).
+    pub now: i64,
+}
+
+/// Who a signal goes to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SignalTarget {
+    /// One workflow by id.
+    Id(WorkflowId),
+    /// The one unfinished workflow carrying all these tags.
+    Tags(BTreeMap<String, String>),
+}
+
+/// What became of a signal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Delivery {
+    /// Stored for this workflow (and it was woken if it listens for it).
+    Delivered(WorkflowId),
+    /// No workflow has the id.
+    NotFound,
+    /// The workflow has finished; nothing was stored.
+    Finished(WorkflowState),
+    /// No unfinished workflow carries the tags.
+    NoMatch,
+    /// Several unfinished workflows carry the tags; nothing was stored.
+    Ambiguous(usize),
+}
+
+/// A signal waiting to be consumed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingSignal {
+    /// Its sequence number: signals are consumed in this (send) order.
+    pub seq: i64,
+    /// The signal name.
+    pub name: String,
+    /// The body, as JSON.
+    pub body: String,
 }
 
 /// Writes and a transition applied atomically under a lease.

@@ -83,13 +83,15 @@ async fn run_one(shared: &WorkerShared, claimed: ClaimedWorkflow, lost: Cancella
         claimed.lease,
         shared.drain.child_token(),
         lost,
+        engine.inner.bus.clone(),
+        engine.inner.runnable.clone(),
     ));
     let ctx = WorkflowCtx::new(run.clone(), Location::root());
     let outcome = AssertUnwindSafe((registered.run)(ctx, claimed.input))
         .catch_unwind()
         .await;
     let transition = match run.take_interrupt() {
-        Some(Interrupt::Sleep { wake_at }) => Transition::Sleep { wake_at },
+        Some(Interrupt::Suspend(suspend)) => Transition::Suspend(suspend),
         Some(Interrupt::Evict) => Transition::Release,
         Some(Interrupt::Abandon { reason }) => {
             tracing::info!(%reason, "run abandoned");
@@ -126,7 +128,7 @@ async fn run_one(shared: &WorkerShared, claimed: ClaimedWorkflow, lost: Cancella
     let state = match &transition {
         Transition::Complete { .. } => "completed",
         Transition::Fail { .. } => "failed",
-        Transition::Sleep { .. } => "sleeping",
+        Transition::Suspend(_) => "suspended",
         _ => "released",
     };
     match run.commit(Vec::new(), transition).await {

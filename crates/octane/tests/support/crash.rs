@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use octane::history::{Event, EventKind};
 use octane::store::{
-    Batch, ClaimRequest, Claimed, Control, Lease, ListFilter, NewWorkflow, Store, StoreError,
-    WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
+    Batch, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal, NewWorkflow,
+    PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo, WorkflowState,
+    WriteOp,
 };
 use tokio::sync::Notify;
 
@@ -27,6 +28,9 @@ pub struct CrashAfter {
     /// Every batch committed through the wrapper, in order.
     pub log: Mutex<Vec<Batch>>,
     checkpoint_delay: Option<std::time::Duration>,
+    /// Delivered through the real store just before the next commit that
+    /// suspends a workflow on signals: a signal racing the suspension.
+    pub signal_before_suspend: Mutex<Option<NewSignal>>,
 }
 
 impl CrashAfter {
@@ -40,6 +44,7 @@ impl CrashAfter {
             reached: Notify::new(),
             log: Mutex::new(Vec::new()),
             checkpoint_delay: None,
+            signal_before_suspend: Mutex::new(None),
         })
     }
 
@@ -57,6 +62,22 @@ impl CrashAfter {
     pub fn has_crashed(&self) -> bool {
         self.crashed.load(Ordering::SeqCst)
     }
+}
+
+/// Commits that record consumed signals.
+pub fn signal_commits() -> Matcher {
+    Box::new(|b: &Batch| {
+        b.ops.iter().any(|op| {
+            matches!(
+                op,
+                WriteOp::Put(Event {
+                    kind: EventKind::Signal,
+                    done: true,
+                    ..
+                })
+            )
+        })
+    })
 }
 
 /// Commits that record a completed activity.
@@ -97,10 +118,18 @@ impl Store for CrashAfter {
             return std::future::pending().await;
         }
         let counts = (self.matches)(&batch);
+        if let octane::store::Transition::Suspend(s) = &batch.transition {
+            if !s.signals.is_empty() {
+                let racing = self.signal_before_suspend.lock().unwrap().take();
+                if let Some(signal) = racing {
+                    self.inner.send_signal(signal).await?;
+                }
+            }
+        }
         if let Some(d) = self.checkpoint_delay {
-            let checkpoint_only = batch.ops.iter().all(|op| match op {
-                WriteOp::Put(e) => e.kind == EventKind::Loop,
-                WriteOp::ForgetIterations { .. } => true,
+            let checkpoint_only = batch.ops.iter().all(|op| {
+                matches!(op, WriteOp::Put(e) if e.kind == EventKind::Loop)
+                    || matches!(op, WriteOp::ForgetIterations { .. })
             });
             if checkpoint_only && !batch.ops.is_empty() {
                 tokio::time::sleep(d).await;
@@ -127,6 +156,23 @@ impl Store for CrashAfter {
     async fn list(&self, f: ListFilter) -> Result<Vec<WorkflowInfo>, StoreError> {
         self.inner.list(f).await
     }
+    async fn send_signal(&self, s: NewSignal) -> Result<Delivery, StoreError> {
+        self.inner.send_signal(s).await
+    }
+    async fn resolve_target(&self, t: SignalTarget) -> Result<Delivery, StoreError> {
+        self.inner.resolve_target(t).await
+    }
+    async fn pending_signals(
+        &self,
+        id: WorkflowId,
+        names: Vec<String>,
+        limit: usize,
+    ) -> Result<Vec<PendingSignal>, StoreError> {
+        self.inner.pending_signals(id, names, limit).await
+    }
+    async fn prune(&self, before: i64) -> Result<u64, StoreError> {
+        self.inner.prune(before).await
+    }
     async fn control(
         &self,
         id: WorkflowId,
@@ -145,11 +191,18 @@ pub async fn run_until_crash<W: octane::Workflow>(
     input: W::Input,
 ) -> (octane::Engine, WorkflowId) {
     let engine = octane::Engine::with_store(store.clone()).register::<W>();
-    let worker = super::fast_worker(&engine);
     let id = engine.dispatch::<W>(input).await.unwrap();
+    crash_existing::<W>(store).await;
+    (engine, id)
+}
+
+/// Runs the workflows already in `store` until its crash point is
+/// reached, then drops the worker as a crash would.
+pub async fn crash_existing<W: octane::Workflow>(store: Arc<CrashAfter>) {
+    let engine = octane::Engine::with_store(store.clone()).register::<W>();
+    let worker = super::fast_worker(&engine);
     tokio::time::timeout(std::time::Duration::from_secs(60), store.reached.notified())
         .await
         .expect("the crash point was not reached in time");
     drop(worker);
-    (engine, id)
 }

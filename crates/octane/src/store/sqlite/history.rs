@@ -2,6 +2,8 @@
 
 use rusqlite::{Connection, Row};
 
+use super::{signals, workflows};
+
 use crate::history::{
     active_ranges, forgotten_ranges, iterations_range, Event, EventKind, Location, LoopBoundary,
 };
@@ -62,8 +64,12 @@ pub(super) fn all(conn: &Connection, id: WorkflowId) -> Result<Vec<Event>, Store
 }
 
 /// Applies history writes in order.
-pub(super) fn apply(conn: &Connection, id: WorkflowId, ops: &[WriteOp]) -> Result<(), StoreError> {
-    let id = id.to_string();
+pub(super) fn apply(
+    conn: &Connection,
+    workflow: WorkflowId,
+    ops: &[WriteOp],
+) -> Result<(), StoreError> {
+    let id = workflow.to_string();
     for op in ops {
         match op {
             WriteOp::Put(e) => {
@@ -96,6 +102,11 @@ pub(super) fn apply(conn: &Connection, id: WorkflowId, ops: &[WriteOp]) -> Resul
                 )?;
                 stmt.execute((&id, from, to))?;
             }
+            WriteOp::AckSignals(seqs) => signals::ack(conn, workflow, seqs)?,
+            WriteOp::SendSignal(signal) => {
+                signals::deliver(conn, signal)?;
+            }
+            WriteOp::CreateWorkflow(new) => workflows::create(conn, new)?,
         }
     }
     Ok(())

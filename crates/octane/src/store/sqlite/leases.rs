@@ -20,7 +20,8 @@ pub(super) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Claimed, St
     let sql = format!(
         "UPDATE workflows
          SET state = 'running', lease_owner = ?1, lease_epoch = lease_epoch + 1,
-             lease_expires = ?2, wake_at = ?3, updated_at = ?3
+             lease_expires = ?2, wake_at = ?3, updated_at = ?3,
+             listening = NULL, waiting_child = NULL
          WHERE id IN (
              SELECT id FROM workflows
              WHERE state IN ('pending', 'running', 'sleeping') AND wake_at <= ?3

@@ -8,11 +8,18 @@
 //! # Which writes share a transaction
 //! - `create`: the workflow row and its tag rows.
 //! - `claim`: the lease (owner, epoch + 1, expiry) of every claimed row.
-//! - `commit`: the fencing check (lease owner and epoch), every history write of the batch (event upserts, a loop's
-//!   checkpoint row and its range delete of old iterations), and the
-//!   workflow's transition (sleep, release, complete, fail). A checkpoint
-//!   therefore never lands without the events it follows, and a fenced-off
-//!   worker's batch leaves nothing behind.
+//! - `commit`: the fencing check (lease owner and epoch), every history
+//!   write of the batch (event upserts, a loop's checkpoint row and its
+//!   range delete of old iterations, consumed signals deleted, signals sent
+//!   and child workflows created by the workflow), and the workflow's
+//!   transition: suspend (which checks in the same transaction whether a
+//!   signal or child it waits for is already there), release, or complete
+//!   and fail (which drop its pending signals and wake a parent waiting for
+//!   it). A checkpoint therefore never lands without the events it follows,
+//!   a consumed signal never disappears without its record, and a
+//!   fenced-off worker's batch leaves nothing behind.
+//! - `send_signal`: the signal row and the wake-up of its target, if the
+//!   target listens for that name.
 //! - `renew`: the lease expiry of each lease still held.
 //!
 //! Separate jobs of one group commit share the transaction but not its
@@ -27,6 +34,7 @@ mod history;
 mod leases;
 mod migrate;
 mod schema;
+mod signals;
 mod workflows;
 mod writer;
 
@@ -37,8 +45,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{
-    Batch, ClaimRequest, Claimed, Control, Lease, ListFilter, NewWorkflow, Store, StoreError,
-    WorkflowId, WorkflowInfo, WorkflowState,
+    Batch, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal, NewWorkflow,
+    PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo, WorkflowState,
 };
 use crate::history::Event;
 use writer::Writer;
@@ -220,6 +228,32 @@ impl Store for SqliteStore {
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<WorkflowInfo>, StoreError> {
         self.read(move |c| workflows::list(c, &filter)).await
+    }
+
+    async fn send_signal(&self, signal: NewSignal) -> Result<Delivery, StoreError> {
+        self.writer
+            .write(move |c| signals::deliver(c, &signal))
+            .await
+    }
+
+    async fn resolve_target(&self, target: SignalTarget) -> Result<Delivery, StoreError> {
+        self.read(move |c| signals::resolve(c, &target)).await
+    }
+
+    async fn pending_signals(
+        &self,
+        id: WorkflowId,
+        names: Vec<String>,
+        limit: usize,
+    ) -> Result<Vec<PendingSignal>, StoreError> {
+        self.read(move |c| signals::pending(c, id, &names, limit))
+            .await
+    }
+
+    async fn prune(&self, before: i64) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |c| workflows::prune(c, before))
+            .await
     }
 
     async fn control(

@@ -7,9 +7,10 @@
 //! iterations of a loop form one contiguous key range.
 
 /// `(version, SQL)` pairs, applied in order by [`super::migrate`].
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE workflows (
     id            TEXT PRIMARY KEY,
     name          TEXT NOT NULL,
@@ -53,4 +54,23 @@ CREATE TABLE events (
 ) WITHOUT ROWID;
 CREATE INDEX events_loops ON events (workflow_id) WHERE kind = 4;
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- While suspended: the signal names (a JSON array) and the child it waits for.
+ALTER TABLE workflows ADD COLUMN listening TEXT;
+ALTER TABLE workflows ADD COLUMN waiting_child TEXT;
+ALTER TABLE workflows ADD COLUMN parent_id TEXT;
+
+CREATE TABLE signals (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow_id TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    body        TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX signals_by_workflow ON signals (workflow_id, name, seq);
+"#,
+    ),
+];

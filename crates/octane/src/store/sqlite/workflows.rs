@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::leases::parse_id;
+use super::signals;
 use crate::store::{
     Control, ListFilter, NewWorkflow, StoreError, Transition, WorkflowId, WorkflowInfo,
     WorkflowState,
@@ -20,10 +21,10 @@ pub(super) fn create(conn: &Connection, wf: &NewWorkflow) -> Result<(), StoreErr
         detail: e.to_string(),
     })?;
     conn.prepare_cached(
-        "INSERT INTO workflows (id, name, input, tags, state, wake_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
+        "INSERT INTO workflows (id, name, input, tags, state, wake_at, created_at, updated_at, parent_id)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6)",
     )?
-    .execute((&id, &wf.name, &wf.input, tags, wf.now))?;
+    .execute((&id, &wf.name, &wf.input, tags, wf.now, wf.parent.map(|p| p.to_string())))?;
     let mut tag = conn.prepare_cached(
         "INSERT INTO workflow_tags (workflow_id, key, value) VALUES (?1, ?2, ?3)",
     )?;
@@ -87,11 +88,38 @@ pub(super) fn transition(
     const RELEASE: &str = "lease_owner = NULL, lease_expires = NULL, updated_at = ?2";
     match transition {
         Transition::Continue => {}
-        Transition::Sleep { wake_at } => {
+        Transition::Suspend(suspend) => {
+            let listening = (!suspend.signals.is_empty())
+                .then(|| serde_json::to_string(&suspend.signals))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt {
+                    table: "workflows",
+                    detail: e.to_string(),
+                })?;
+            let child = suspend.child.map(|c| c.to_string());
             conn.prepare_cached(&format!(
-                "UPDATE workflows SET state = 'sleeping', wake_at = ?3, {RELEASE} WHERE id = ?1"
+                "UPDATE workflows SET state = 'sleeping', wake_at = ?3, listening = ?4,
+                 waiting_child = ?5, {RELEASE} WHERE id = ?1"
             ))?
-            .execute((&id, now, wake_at))?;
+            .execute((&id, now, suspend.wake_at, &listening, &child))?;
+            // The wake-up may already be due: a signal that arrived while the
+            // workflow ran, a child that finished meanwhile.
+            let signal_due = match &listening {
+                Some(names) => signals::any_pending(conn, &id, names)?,
+                None => false,
+            };
+            let child_due = match &child {
+                Some(c) => conn
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM workflows WHERE id = ?1
+                         AND state IN ('completed', 'failed', 'cancelled'))",
+                    )?
+                    .query_row([c], |r| r.get::<_, bool>(0))?,
+                None => false,
+            };
+            if signal_due || child_due {
+                make_runnable(conn, &id, now)?;
+            }
         }
         Transition::Release => {
             conn.prepare_cached(&format!(
@@ -105,6 +133,7 @@ pub(super) fn transition(
                  error_code = NULL, wake_at = NULL, {RELEASE} WHERE id = ?1"
             ))?
             .execute((&id, now, output))?;
+            finished(conn, &id, now)?;
         }
         Transition::Fail { error, code } => {
             conn.prepare_cached(&format!(
@@ -112,9 +141,54 @@ pub(super) fn transition(
                  wake_at = NULL, {RELEASE} WHERE id = ?1"
             ))?
             .execute((&id, now, error, code))?;
+            finished(conn, &id, now)?;
         }
     }
     Ok(())
+}
+
+fn make_runnable(conn: &Connection, id: &str, now: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE workflows SET state = 'pending', wake_at = ?2, listening = NULL,
+         waiting_child = NULL, updated_at = ?2 WHERE id = ?1",
+    )?
+    .execute((id, now))?;
+    Ok(())
+}
+
+/// What every way of finishing does: pending signals are dropped (nobody
+/// will consume them) and a parent waiting for this child is woken.
+fn finished(conn: &Connection, id: &str, now: i64) -> Result<(), StoreError> {
+    signals::delete_all(conn, id)?;
+    conn.prepare_cached(
+        "UPDATE workflows SET state = 'pending', wake_at = ?2, listening = NULL,
+         waiting_child = NULL, updated_at = ?2
+         WHERE state = 'sleeping' AND waiting_child = ?1
+           AND id = (SELECT parent_id FROM workflows WHERE id = ?1)",
+    )?
+    .execute((id, now))?;
+    Ok(())
+}
+
+/// Deletes finished workflows last changed before `before`, with their
+/// events, tags and signals.
+pub(super) fn prune(conn: &Connection, before: i64) -> Result<u64, StoreError> {
+    const DONE: &str = "SELECT id FROM workflows
+        WHERE state IN ('completed', 'failed', 'cancelled') AND updated_at < ?1";
+    conn.prepare_cached(&format!("DELETE FROM events WHERE workflow_id IN ({DONE})"))?
+        .execute([before])?;
+    conn.prepare_cached(&format!(
+        "DELETE FROM signals WHERE workflow_id IN ({DONE})"
+    ))?
+    .execute([before])?;
+    conn.prepare_cached(&format!(
+        "DELETE FROM workflow_tags WHERE workflow_id IN ({DONE})"
+    ))?
+    .execute([before])?;
+    let n = conn
+        .prepare_cached("DELETE FROM workflows WHERE state IN ('completed', 'failed', 'cancelled') AND updated_at < ?1")?
+        .execute([before])?;
+    Ok(u64::try_from(n).unwrap_or(u64::MAX))
 }
 
 pub(super) fn control(
@@ -128,12 +202,18 @@ pub(super) fn control(
     };
     let sql = match control {
         Control::Cancel if !before.is_finished() => {
-            "UPDATE workflows SET state = 'cancelled', error = 'cancelled', wake_at = NULL,
-             lease_owner = NULL, lease_expires = NULL, updated_at = ?2 WHERE id = ?1"
+            conn.prepare_cached(
+                "UPDATE workflows SET state = 'cancelled', error = 'cancelled', wake_at = NULL,
+                 listening = NULL, waiting_child = NULL, lease_owner = NULL,
+                 lease_expires = NULL, updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute((id.to_string(), now))?;
+            finished(conn, &id.to_string(), now)?;
+            return Ok(Some(before));
         }
         Control::Wake if matches!(before, WorkflowState::Failed | WorkflowState::Sleeping) => {
             "UPDATE workflows SET state = 'pending', error = NULL, error_code = NULL,
-             wake_at = ?2, updated_at = ?2 WHERE id = ?1"
+             listening = NULL, waiting_child = NULL, wake_at = ?2, updated_at = ?2 WHERE id = ?1"
         }
         _ => return Ok(Some(before)),
     };

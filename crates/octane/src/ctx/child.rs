@@ -1,0 +1,169 @@
+//! Child workflows: start one, or start one and wait for its output.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use super::{encode, Interrupt, Step, WorkflowCtx};
+use crate::clock::now_ms;
+use crate::error::Error;
+use crate::history::{input_hash, Event, EventKind};
+use crate::store::{NewWorkflow, Suspend, Transition, WorkflowId, WorkflowState, WriteOp};
+use crate::workflow::Workflow;
+
+impl WorkflowCtx {
+    /// Starts building a child workflow of type `W`:
+    /// `ctx.workflow::<W>(input).tag(k, v).output().await`.
+    pub fn workflow<W: Workflow>(&mut self, input: W::Input) -> Child<'_, W> {
+        Child {
+            ctx: self,
+            input,
+            tags: BTreeMap::new(),
+            _type: PhantomData,
+        }
+    }
+}
+
+/// A child workflow about to start; see [`WorkflowCtx::workflow`].
+#[must_use = "a child starts with `.dispatch().await` or `.output().await`"]
+pub struct Child<'c, W: Workflow> {
+    ctx: &'c mut WorkflowCtx,
+    input: W::Input,
+    tags: BTreeMap<String, String>,
+    _type: PhantomData<fn() -> W>,
+}
+
+impl<W: Workflow> Child<'_, W> {
+    /// Adds a tag to the child.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds tags to the child.
+    pub fn tags<K: Into<String>, V: Into<String>>(
+        mut self,
+        tags: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.tags
+            .extend(tags.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Starts the child and returns its id. The start is recorded together
+    /// with the child's creation, so replay never starts it twice.
+    ///
+    /// # Errors
+    /// A step error.
+    pub async fn dispatch(self) -> Result<WorkflowId, Error> {
+        let Child {
+            ctx, input, tags, ..
+        } = self;
+        dispatch::<W>(ctx, input, tags)
+    }
+
+    /// Starts the child and waits for its output. The outcome is recorded in
+    /// this workflow's history when first seen, so replay never reads the
+    /// child again (it may have been pruned).
+    ///
+    /// # Errors
+    /// [`Error::ChildFailed`] when the child failed or was cancelled;
+    /// [`Error::Yield`] while waiting; a step error.
+    pub async fn output(self) -> Result<W::Output, Error> {
+        let Child {
+            ctx, input, tags, ..
+        } = self;
+        let child = dispatch::<W>(ctx, input, tags)?;
+        let (step, req) = ctx.resolve(EventKind::ChildOutput, W::NAME, 0)?;
+        let location = match step {
+            Step::Replay(e) if e.done => {
+                if let Some(message) = e.error {
+                    return Err(Error::ChildFailed {
+                        workflow_id: ctx.workflow_id(),
+                        child,
+                        name: W::NAME,
+                        message,
+                    });
+                }
+                return ctx.decode(
+                    format!("output of child `{}`", W::NAME),
+                    &e.location,
+                    e.data.as_deref(),
+                );
+            }
+            Step::Replay(e) => e.location,
+            Step::Live(location) => location,
+        };
+        let run = ctx.run().clone();
+        // The child must exist before we look at it.
+        run.commit(Vec::new(), Transition::Continue).await?;
+        let info = run.store().get(child).await?;
+        let Some(info) = info.filter(|i| i.state.is_finished()) else {
+            run.interrupt(Interrupt::Suspend(Suspend {
+                child: Some(child),
+                ..Suspend::default()
+            }));
+            return Err(run.yield_error("waiting for a child workflow"));
+        };
+        let mut event = Event::new(location.clone(), &req);
+        event.done = true;
+        let outcome = match info.state {
+            WorkflowState::Completed => {
+                event.data = info.output.clone();
+                Ok(())
+            }
+            state => {
+                let message = info.error.clone().unwrap_or_else(|| state.to_string());
+                event.error = Some(message.clone());
+                Err(message)
+            }
+        };
+        run.commit(vec![WriteOp::Put(event)], Transition::Continue)
+            .await?;
+        match outcome {
+            Ok(()) => ctx.decode(
+                format!("output of child `{}`", W::NAME),
+                &location,
+                info.output.as_deref(),
+            ),
+            Err(message) => Err(Error::ChildFailed {
+                workflow_id: ctx.workflow_id(),
+                child,
+                name: W::NAME,
+                message,
+            }),
+        }
+    }
+}
+
+fn dispatch<W: Workflow>(
+    ctx: &mut WorkflowCtx,
+    input: W::Input,
+    tags: BTreeMap<String, String>,
+) -> Result<WorkflowId, Error> {
+    let input = encode(&format!("input of workflow `{}`", W::NAME), &input)?;
+    let (step, req) = ctx.resolve(
+        EventKind::ChildDispatch,
+        W::NAME,
+        input_hash(input.as_bytes()),
+    )?;
+    match step {
+        Step::Replay(e) => ctx.decode("child workflow id", &e.location, e.data.as_deref()),
+        Step::Live(location) => {
+            let id = WorkflowId::new();
+            let run = ctx.run();
+            run.defer(WriteOp::Put(
+                Event::new(location, &req).finished(encode("child workflow id", &id)?),
+            ));
+            run.defer(WriteOp::CreateWorkflow(NewWorkflow {
+                id,
+                name: W::NAME.to_string(),
+                input,
+                tags,
+                now: now_ms(),
+                parent: Some(run.workflow_id),
+            }));
+            run.kick();
+            Ok(id)
+        }
+    }
+}

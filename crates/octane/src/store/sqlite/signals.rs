@@ -1,0 +1,151 @@
+//! Signals: delivery (with the wake-up of a listening workflow in the same
+//! transaction), lookup of pending ones, acknowledgement, cleanup.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::leases::parse_id;
+use crate::store::{
+    Delivery, NewSignal, PendingSignal, SignalTarget, StoreError, WorkflowId, WorkflowState,
+};
+
+/// Where a signal to `target` would go.
+pub(super) fn resolve(conn: &Connection, target: &SignalTarget) -> Result<Delivery, StoreError> {
+    match target {
+        SignalTarget::Id(id) => {
+            let state: Option<String> = conn
+                .prepare_cached("SELECT state FROM workflows WHERE id = ?1")?
+                .query_row([id.to_string()], |r| r.get(0))
+                .optional()?;
+            Ok(match state {
+                None => Delivery::NotFound,
+                Some(s) => {
+                    let state: WorkflowState = s.parse().map_err(|detail| StoreError::Corrupt {
+                        table: "workflows",
+                        detail,
+                    })?;
+                    if state.is_finished() {
+                        Delivery::Finished(state)
+                    } else {
+                        Delivery::Delivered(*id)
+                    }
+                }
+            })
+        }
+        SignalTarget::Tags(tags) => {
+            let mut sql = String::from(
+                "SELECT id FROM workflows WHERE state NOT IN ('completed', 'failed', 'cancelled')",
+            );
+            let mut params = Vec::new();
+            for (k, v) in tags {
+                params.push(k.clone());
+                params.push(v.clone());
+                sql.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM workflow_tags t WHERE t.workflow_id = workflows.id \
+                     AND t.key = ?{} AND t.value = ?{})",
+                    params.len() - 1,
+                    params.len()
+                ));
+            }
+            sql.push_str(" LIMIT 2");
+            let ids = conn
+                .prepare_cached(&sql)?
+                .query_map(rusqlite::params_from_iter(&params), |r| {
+                    r.get::<_, String>(0)
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(match ids.as_slice() {
+                [] => Delivery::NoMatch,
+                [one] => Delivery::Delivered(parse_id(one)?),
+                _ => Delivery::Ambiguous(count_matches(conn, &sql, &params)?),
+            })
+        }
+    }
+}
+
+fn count_matches(conn: &Connection, sql: &str, params: &[String]) -> Result<usize, StoreError> {
+    let count_sql = format!(
+        "SELECT COUNT(*) FROM ({})",
+        sql.trim_end_matches(" LIMIT 2")
+    );
+    let n: i64 = conn.query_row(&count_sql, rusqlite::params_from_iter(params), |r| r.get(0))?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// Stores the signal for its target, if the target is there and
+/// unfinished, and wakes the target if it listens for this name.
+pub(super) fn deliver(conn: &Connection, signal: &NewSignal) -> Result<Delivery, StoreError> {
+    let delivery = resolve(conn, &signal.target)?;
+    if let Delivery::Delivered(id) = delivery {
+        let id = id.to_string();
+        conn.prepare_cached(
+            "INSERT INTO signals (workflow_id, name, body, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute((&id, &signal.name, &signal.body, signal.now))?;
+        conn.prepare_cached(
+            "UPDATE workflows SET state = 'pending', wake_at = ?3, listening = NULL,
+                 waiting_child = NULL, updated_at = ?3
+             WHERE id = ?1 AND state = 'sleeping'
+               AND EXISTS (SELECT 1 FROM json_each(listening) WHERE value = ?2)",
+        )?
+        .execute((&id, &signal.name, signal.now))?;
+    }
+    Ok(delivery)
+}
+
+pub(super) fn pending(
+    conn: &Connection,
+    id: WorkflowId,
+    names: &[String],
+    limit: usize,
+) -> Result<Vec<PendingSignal>, StoreError> {
+    let names_json = serde_json::to_string(names).map_err(|e| StoreError::Corrupt {
+        table: "signals",
+        detail: e.to_string(),
+    })?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn
+        .prepare_cached(
+            "SELECT seq, name, body FROM signals
+             WHERE workflow_id = ?1 AND name IN (SELECT value FROM json_each(?2))
+             ORDER BY seq LIMIT ?3",
+        )?
+        .query_map((id.to_string(), names_json, limit), |r| {
+            Ok(PendingSignal {
+                seq: r.get(0)?,
+                name: r.get(1)?,
+                body: r.get(2)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Whether a signal of one of `names` (a JSON array) is pending.
+pub(super) fn any_pending(
+    conn: &Connection,
+    id: &str,
+    names_json: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM signals
+             WHERE workflow_id = ?1 AND name IN (SELECT value FROM json_each(?2)))",
+        )?
+        .query_row((id, names_json), |r| r.get(0))?)
+}
+
+pub(super) fn ack(conn: &Connection, id: WorkflowId, seqs: &[i64]) -> Result<(), StoreError> {
+    let mut stmt =
+        conn.prepare_cached("DELETE FROM signals WHERE seq = ?1 AND workflow_id = ?2")?;
+    for seq in seqs {
+        stmt.execute((seq, id.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Deletes every pending signal of a finished workflow.
+pub(super) fn delete_all(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM signals WHERE workflow_id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
