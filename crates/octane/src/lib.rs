@@ -72,6 +72,10 @@ pub use engine::{Dispatch, Engine, HistoryEntry, SignalBuilder, DEFAULT_MAX_LOOP
 pub use error::{Error, HISTORY_DIVERGED};
 pub use loops::{Loop, Repeat};
 pub use message::{Message, Subscription};
+/// Derives [`Message`](trait@Message) (name: the type's in snake case, or `#[message(name = "…")]`).
+pub use octane_macros::Message;
+/// Derives [`Signal`](trait@Signal) (name: the type's in snake case, or `#[signal(name = "…")]`).
+pub use octane_macros::Signal;
 pub use signal::{Listen, Signal};
 pub use store::{ListFilter, WorkflowId, WorkflowInfo, WorkflowState};
 pub use worker::{Worker, WorkerBuilder};

@@ -18,9 +18,9 @@ use tokio::sync::broadcast;
 /// ```
 /// use octane::prelude::*;
 ///
-/// #[derive(Serialize, Deserialize, Clone)]
+/// #[derive(Serialize, Deserialize, Message)]
 /// struct Progress { percent: u8 }
-/// impl Message for Progress { const NAME: &'static str = "progress"; }
+/// assert_eq!(Progress::NAME, "progress");
 /// ```
 pub trait Message: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The name messages of this type are published under.

@@ -9,9 +9,14 @@ use serde::Serialize;
 /// ```
 /// use octane::prelude::*;
 ///
-/// #[derive(Serialize, Deserialize)]
+/// #[derive(Serialize, Deserialize, Signal)]
 /// struct Deposit { cents: u64 }
-/// impl Signal for Deposit { const NAME: &'static str = "deposit"; }
+/// assert_eq!(Deposit::NAME, "deposit");
+///
+/// #[derive(Serialize, Deserialize, Signal)]
+/// #[signal(name = "account.close")]
+/// struct Close;
+/// assert_eq!(Close::NAME, "account.close");
 /// ```
 pub trait Signal: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The name signals of this type are stored and listened for under.

@@ -12,13 +12,9 @@ use octane::{Error, WorkflowState};
 use support::crash::{crash_existing, signal_commits, CrashAfter};
 use support::{count, executions, fast_worker, unique, wait_output, wait_state, Step, TestDb};
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Signal)]
 struct Deposit {
     cents: u64,
-}
-
-impl Signal for Deposit {
-    const NAME: &'static str = "deposit";
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
