@@ -116,6 +116,8 @@ impl Engine {
     /// An engine over an already opened store (for example a wrapper that
     /// injects faults around a real one).
     pub fn with_store(store: Arc<dyn Store>) -> Engine {
+        let runnable = Arc::new(Notify::new());
+        store.watch_runnable(runnable.clone());
         Engine {
             inner: Arc::new(Inner {
                 store,
@@ -124,7 +126,7 @@ impl Engine {
                     max_loop_state: DEFAULT_MAX_LOOP_STATE,
                     sleep_in_memory_below: Duration::from_secs(1),
                 }),
-                runnable: Arc::new(Notify::new()),
+                runnable,
                 bus: MessageBus::new(),
                 finished: Notify::new(),
             }),

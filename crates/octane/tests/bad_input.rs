@@ -124,12 +124,6 @@ async fn a_stored_input_that_does_not_decode_fails_only_its_workflow(db: TestDb)
     worker.shutdown().await;
 }
 
-store_tests!(
-    unknown_names_and_bad_json_are_refused_before_anything_is_stored,
-    unknown_ids_are_clear_errors,
-    a_stored_input_that_does_not_decode_fails_only_its_workflow,
-);
-
 struct Napper;
 impl Workflow for Napper {
     const NAME: &'static str = "napper";
@@ -143,9 +137,7 @@ impl Workflow for Napper {
 
 /// One workflow whose history cannot be decoded is quarantined alone, with
 /// a visible error, while the others on the same worker run on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_corrupt_history_is_quarantined_alone() {
-    let db = TestDb::sqlite();
+async fn a_corrupt_history_is_quarantined_alone(db: TestDb) {
     let engine = db
         .engine()
         .await
@@ -159,13 +151,11 @@ async fn sqlite_a_corrupt_history_is_quarantined_alone() {
     for &id in &ids {
         wait_state(&engine, id, WorkflowState::Sleeping).await;
     }
-    let path = db.url.strip_prefix("sqlite://").unwrap();
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.execute(
+    db.execute_sql(
         "UPDATE events SET kind = 99 WHERE workflow_id = ?1",
-        [ids[1].to_string()],
+        &ids[1].to_string(),
     )
-    .unwrap();
+    .await;
     let info = wait_state(&engine, ids[1], WorkflowState::Failed).await;
     let error = info.error.unwrap();
     assert!(
@@ -177,3 +167,10 @@ async fn sqlite_a_corrupt_history_is_quarantined_alone() {
     }
     worker.shutdown().await;
 }
+
+store_tests!(
+    unknown_names_and_bad_json_are_refused_before_anything_is_stored,
+    unknown_ids_are_clear_errors,
+    a_stored_input_that_does_not_decode_fails_only_its_workflow,
+    a_corrupt_history_is_quarantined_alone,
+);

@@ -9,6 +9,7 @@
 //! caller's lease epoch in the same transaction as the write (fencing): a
 //! worker that lost its lease can never write again.
 
+pub mod postgres;
 pub mod sqlite;
 mod types;
 
@@ -51,8 +52,14 @@ pub enum StoreError {
         detail: String,
     },
     /// The database URL is not one Octane understands.
-    #[error("unsupported database url `{0}`: use sqlite://PATH")]
+    #[error("unsupported database url `{0}`: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE")]
     BadUrl(String),
+    /// PostgreSQL failed; whether a write took effect is unknown.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had from the pool.
+    #[error("postgres connection pool: {0}")]
+    Pool(String),
     /// The store is shutting down.
     #[error("store closed")]
     Closed,
@@ -80,7 +87,22 @@ impl StoreError {
                         | rusqlite::ErrorCode::CannotOpen
                 )
             ),
-            StoreError::Commit(_) => true,
+            StoreError::Postgres(e) => {
+                use tokio_postgres::error::SqlState;
+                e.is_closed()
+                    || e.code().is_some_and(|c| {
+                        c.code().starts_with("08")
+                            || [
+                                SqlState::ADMIN_SHUTDOWN,
+                                SqlState::CRASH_SHUTDOWN,
+                                SqlState::CANNOT_CONNECT_NOW,
+                                SqlState::T_R_SERIALIZATION_FAILURE,
+                                SqlState::T_R_DEADLOCK_DETECTED,
+                            ]
+                            .contains(c)
+                    })
+            }
+            StoreError::Commit(_) | StoreError::Pool(_) => true,
             _ => false,
         }
     }
@@ -146,6 +168,13 @@ pub trait Store: Send + Sync + 'static {
     /// epoch), with their history; returns how many.
     async fn prune(&self, before: i64) -> Result<u64, StoreError>;
 
+    /// Asks the store to tell `notify` whenever it learns that another
+    /// process made a workflow runnable. Stores without such a channel rely
+    /// on polling and ignore this.
+    fn watch_runnable(&self, notify: std::sync::Arc<tokio::sync::Notify>) {
+        let _ = notify;
+    }
+
     /// Cancels or wakes a workflow; returns its state before, or `None` if it
     /// does not exist.
     async fn control(
@@ -156,11 +185,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<WorkflowState>, StoreError>;
 }
 
-/// Opens the store a URL names.
+/// Opens the store a URL names: `sqlite://PATH` or `postgres://…`.
 ///
 /// # Errors
 /// [`StoreError::BadUrl`] for an unknown scheme; backend errors otherwise.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(std::sync::Arc::new(
+            postgres::PostgresStore::open(url).await?,
+        ));
+    }
     if let Some(rest) = url.strip_prefix("sqlite://") {
         let options =
             sqlite::Options::from_url_rest(rest).map_err(|_| StoreError::BadUrl(url.into()))?;

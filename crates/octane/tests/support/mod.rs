@@ -18,11 +18,17 @@ use octane::prelude::*;
 use octane::store::Store;
 use octane::{Worker, WorkflowInfo, WorkflowState};
 
-/// A fresh database for one test.
+/// A fresh database for one test: a SQLite file in a temporary directory,
+/// or a new schema in the PostgreSQL database `OCTANE_TEST_POSTGRES_URL`
+/// names (dropped afterwards).
 pub struct TestDb {
     pub url: String,
     _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
 }
+
+/// The variable naming the PostgreSQL database of the Postgres suite.
+pub const POSTGRES_URL: &str = "OCTANE_TEST_POSTGRES_URL";
 
 impl TestDb {
     /// A new SQLite file in a temporary directory.
@@ -32,6 +38,57 @@ impl TestDb {
         TestDb {
             url,
             _dir: Some(dir),
+            postgres: None,
+        }
+    }
+
+    /// A new schema in the Postgres test database.
+    pub async fn postgres() -> TestDb {
+        let base = std::env::var(POSTGRES_URL).expect("OCTANE_TEST_POSTGRES_URL");
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the Postgres test database");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("create a test schema");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        TestDb {
+            url,
+            _dir: None,
+            postgres: Some((base, schema)),
+        }
+    }
+
+    /// Whether this is the Postgres database.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// Runs one SQL statement directly against the database, for tests
+    /// that damage data on purpose (`?1`-style parameters are written as
+    /// `$1` for Postgres).
+    pub async fn execute_sql(&self, sql: &str, param: &str) {
+        match &self.postgres {
+            None => {
+                let path = self.url.strip_prefix("sqlite://").unwrap();
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.execute(sql, [param]).unwrap();
+            }
+            Some(_) => {
+                let (client, connection) =
+                    tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
+                client
+                    .execute(&sql.replace("?1", "$1"), &[&param])
+                    .await
+                    .unwrap();
+            }
         }
     }
 
@@ -46,8 +103,35 @@ impl TestDb {
     }
 }
 
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((base, schema)) = self.postgres.take() {
+            // Drop the schema from a thread of its own: Drop cannot await.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    if let Ok((client, connection)) =
+                        tokio_postgres::connect(&base, tokio_postgres::NoTls).await
+                    {
+                        tokio::spawn(connection);
+                        let _ = client
+                            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
 /// Runs each named test body once per store: `store_tests!(a, b);` makes
-/// `sqlite_a` and `sqlite_b`.
+/// `sqlite::a`, `sqlite::b`, `postgres::a` and `postgres::b`. The Postgres
+/// half runs when `OCTANE_TEST_POSTGRES_URL` was set at build time, and
+/// shows as ignored (with the reason) otherwise.
 #[macro_export]
 macro_rules! store_tests {
     ($($name:ident),* $(,)?) => {
@@ -56,6 +140,18 @@ macro_rules! store_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::support::TestDb::sqlite()).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(
+                    not(octane_postgres_tests),
+                    ignore = "Postgres suite skipped: set OCTANE_TEST_POSTGRES_URL to run it"
+                )]
+                async fn $name() {
+                    super::$name($crate::support::TestDb::postgres().await).await
                 }
             )*
         }

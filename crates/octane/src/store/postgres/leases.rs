@@ -1,0 +1,130 @@
+//! Claiming runnable workflows, renewing leases, and fencing writes.
+
+use deadpool_postgres::Transaction;
+
+use crate::store::{ClaimRequest, Claimed, ClaimedWorkflow, Lease, StoreError, WorkflowId};
+
+/// Leases up to `limit` runnable workflows and reports the next deadline.
+/// `SKIP LOCKED` lets many workers claim at once without waiting on each
+/// other's rows.
+pub(super) async fn claim(tx: &Transaction<'_>, req: &ClaimRequest) -> Result<Claimed, StoreError> {
+    if req.names.is_empty() {
+        return Ok(Claimed::default());
+    }
+    let owner = req.owner.to_string();
+    let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE workflows
+             SET state = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1,
+                 lease_expires = $2, wake_at = $3, updated_at = $3,
+                 listening = NULL, waiting_child = NULL
+             WHERE id IN (
+                 SELECT id FROM workflows
+                 WHERE state IN ('pending', 'running', 'sleeping') AND wake_at <= $3
+                   AND (lease_expires IS NULL OR lease_expires <= $3)
+                   AND name = ANY($5)
+                 ORDER BY wake_at LIMIT $4
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id, name, input, lease_epoch",
+        )
+        .await?;
+    let rows = tx
+        .query(
+            &stmt,
+            &[&owner, &req.expires_at, &req.now, &limit, &req.names],
+        )
+        .await?;
+    let mut workflows = Vec::with_capacity(rows.len());
+    for row in rows {
+        workflows.push(ClaimedWorkflow {
+            lease: Lease {
+                workflow_id: parse_id(&row.try_get::<_, String>(0)?)?,
+                owner: req.owner,
+                epoch: row.try_get(3)?,
+            },
+            name: row.try_get(1)?,
+            input: row.try_get(2)?,
+        });
+    }
+    let next = tx
+        .prepare_cached(
+            "SELECT MIN(wake_at) FROM workflows
+             WHERE state IN ('pending', 'sleeping') AND name = ANY($1)",
+        )
+        .await?;
+    let next_wake_at: Option<i64> = tx.query_one(&next, &[&req.names]).await?.try_get(0)?;
+    Ok(Claimed {
+        workflows,
+        next_wake_at,
+    })
+}
+
+/// Checks that `lease` is current and locks the workflow row until the
+/// transaction ends, so no claim can take it over between this check and
+/// the writes that follow (fencing).
+pub(super) async fn fence(tx: &Transaction<'_>, lease: &Lease) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT 1 FROM workflows
+             WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3 AND state = 'running'
+             FOR UPDATE",
+        )
+        .await?;
+    let held = tx
+        .query_opt(
+            &stmt,
+            &[
+                &lease.workflow_id.to_string(),
+                &lease.owner.to_string(),
+                &lease.epoch,
+            ],
+        )
+        .await?
+        .is_some();
+    if !held {
+        return Err(StoreError::LeaseLost {
+            workflow_id: lease.workflow_id,
+        });
+    }
+    Ok(())
+}
+
+/// Extends leases; returns those that were lost.
+pub(super) async fn renew(
+    tx: &Transaction<'_>,
+    leases: &[Lease],
+    expires_at: i64,
+) -> Result<Vec<WorkflowId>, StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE workflows SET lease_expires = $1
+             WHERE id = $2 AND lease_owner = $3 AND lease_epoch = $4 AND state = 'running'",
+        )
+        .await?;
+    let mut lost = Vec::new();
+    for lease in leases {
+        let n = tx
+            .execute(
+                &stmt,
+                &[
+                    &expires_at,
+                    &lease.workflow_id.to_string(),
+                    &lease.owner.to_string(),
+                    &lease.epoch,
+                ],
+            )
+            .await?;
+        if n == 0 {
+            lost.push(lease.workflow_id);
+        }
+    }
+    Ok(lost)
+}
+
+pub(super) fn parse_id(s: &str) -> Result<WorkflowId, StoreError> {
+    s.parse().map_err(|e| StoreError::Corrupt {
+        table: "workflows",
+        detail: format!("bad workflow id `{s}`: {e}"),
+    })
+}

@@ -1,0 +1,245 @@
+//! The PostgreSQL store, for many workers on many machines.
+//!
+//! # Connections
+//! A pool of connections (`deadpool-postgres`) serves every operation, each
+//! in its own transaction; a broken connection is dropped and replaced on
+//! its next use. One more connection `LISTEN`s for wake-ups and reconnects
+//! with backoff when the server goes away.
+//!
+//! # Which writes share a transaction
+//! - `create`: the workflow row, its tag rows, and a `NOTIFY`.
+//! - `claim`: the lease (owner, epoch + 1, expiry) of every claimed row,
+//!   chosen with `FOR UPDATE SKIP LOCKED` so concurrent workers never wait
+//!   on each other.
+//! - `commit`: the fencing check, which locks the workflow row
+//!   (`SELECT … FOR UPDATE`, so no claim can interleave), every history
+//!   write of the batch (event upserts, a loop's checkpoint row and its
+//!   range delete of old iterations, consumed signals deleted, signals sent
+//!   and child workflows created by the workflow), and the workflow's
+//!   transition: suspend (which checks in the same transaction whether a
+//!   signal or child it waits for is already there), release, or complete
+//!   and fail (which drop its pending signals and wake a waiting parent).
+//! - `send_signal`: the signal row and the wake-up of its target.
+//! - `renew`: the lease expiry of each lease still held.
+//!
+//! # Wake-ups
+//! Every transaction that makes a workflow runnable sends
+//! `NOTIFY octane_runnable` (delivered at commit); workers listening on any
+//! machine claim at once. Without notifications (a dropped listener, or a
+//! Postgres-compatible database that lacks them) workers still find the
+//! work by polling.
+
+mod history;
+mod leases;
+mod migrate;
+mod schema;
+mod signals;
+mod workflows;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::{
+    Batch, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal, NewWorkflow,
+    PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo, WorkflowState,
+};
+use crate::history::Event;
+
+const CHANNEL: &str = "octane_runnable";
+
+/// The PostgreSQL [`Store`].
+pub struct PostgresStore {
+    pool: Pool,
+    watchers: Arc<Mutex<Vec<Arc<Notify>>>>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// Runs `$body` in a transaction on a pooled connection and commits it.
+macro_rules! in_tx {
+    ($self:ident, $tx:ident => $body:expr) => {{
+        let mut client = $self
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Pool(e.to_string()))?;
+        let $tx = client.transaction().await?;
+        let out = $body;
+        $tx.commit().await?;
+        Ok(out)
+    }};
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names and migrates its schema.
+    ///
+    /// # Errors
+    /// A malformed URL, an unreachable server, or a failed migration.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|_| StoreError::BadUrl(url.into()))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Pool(e.to_string()))?;
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Pool(e.to_string()))?;
+        migrate::migrate(&mut client).await?;
+        drop(client);
+        let watchers: Arc<Mutex<Vec<Arc<Notify>>>> = Arc::default();
+        let listener = tokio::spawn(listen(config, watchers.clone()));
+        Ok(PostgresStore {
+            pool,
+            watchers,
+            listener,
+        })
+    }
+}
+
+/// Sends the wake-up notification, delivered when the transaction commits.
+async fn notify_runnable(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let stmt = tx.prepare_cached("SELECT pg_notify($1, '')").await?;
+    tx.execute(&stmt, &[&CHANNEL]).await?;
+    Ok(())
+}
+
+/// Keeps a connection listening for wake-ups, reconnecting with backoff.
+/// After every (re)connection the watchers are woken once, since
+/// notifications sent while disconnected were lost.
+async fn listen(config: tokio_postgres::Config, watchers: Arc<Mutex<Vec<Arc<Notify>>>>) {
+    let wake_all = || {
+        for w in watchers.lock().expect("watchers lock").iter() {
+            w.notify_one();
+        }
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if let Ok((client, mut connection)) = config.connect(NoTls).await {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let drive = tokio::spawn(async move {
+                let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                while let Some(Ok(message)) = messages.next().await {
+                    if let AsyncMessage::Notification(_) = message {
+                        if tx.send(()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            if client
+                .batch_execute(&format!("LISTEN {CHANNEL}"))
+                .await
+                .is_ok()
+            {
+                backoff = Duration::from_millis(100);
+                wake_all();
+                while rx.recv().await.is_some() {
+                    wake_all();
+                }
+            }
+            drive.abort();
+            tracing::warn!("the postgres wake-up listener lost its connection; reconnecting");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
+        in_tx!(self, tx => workflows::create(&tx, &workflow).await?)
+    }
+
+    async fn claim(&self, request: ClaimRequest) -> Result<Claimed, StoreError> {
+        in_tx!(self, tx => leases::claim(&tx, &request).await?)
+    }
+
+    async fn load_history(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+        in_tx!(self, tx => history::load(&tx, id).await?)
+    }
+
+    async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+        in_tx!(self, tx => history::all(&tx, id).await?)
+    }
+
+    async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
+        in_tx!(self, tx => {
+            leases::fence(&tx, lease).await?;
+            history::apply(&tx, lease.workflow_id, &batch.ops).await?;
+            workflows::transition(&tx, lease.workflow_id, &batch.transition, batch.now).await?
+        })
+    }
+
+    async fn renew(
+        &self,
+        leases: Vec<Lease>,
+        expires_at: i64,
+    ) -> Result<Vec<WorkflowId>, StoreError> {
+        in_tx!(self, tx => leases::renew(&tx, &leases, expires_at).await?)
+    }
+
+    async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {
+        in_tx!(self, tx => workflows::get(&tx, id).await?)
+    }
+
+    async fn list(&self, filter: ListFilter) -> Result<Vec<WorkflowInfo>, StoreError> {
+        in_tx!(self, tx => workflows::list(&tx, &filter).await?)
+    }
+
+    async fn send_signal(&self, signal: NewSignal) -> Result<Delivery, StoreError> {
+        in_tx!(self, tx => signals::deliver(&tx, &signal).await?)
+    }
+
+    async fn resolve_target(&self, target: SignalTarget) -> Result<Delivery, StoreError> {
+        in_tx!(self, tx => signals::resolve(&tx, &target).await?)
+    }
+
+    async fn pending_signals(
+        &self,
+        id: WorkflowId,
+        names: Vec<String>,
+        limit: usize,
+    ) -> Result<Vec<PendingSignal>, StoreError> {
+        in_tx!(self, tx => signals::pending(&tx, id, &names, limit).await?)
+    }
+
+    async fn prune(&self, before: i64) -> Result<u64, StoreError> {
+        in_tx!(self, tx => workflows::prune(&tx, before).await?)
+    }
+
+    async fn control(
+        &self,
+        id: WorkflowId,
+        control: Control,
+        now: i64,
+    ) -> Result<Option<WorkflowState>, StoreError> {
+        in_tx!(self, tx => workflows::control(&tx, id, control, now).await?)
+    }
+
+    fn watch_runnable(&self, notify: Arc<Notify>) {
+        self.watchers.lock().expect("watchers lock").push(notify);
+    }
+}

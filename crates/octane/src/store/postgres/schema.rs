@@ -1,0 +1,73 @@
+//! The PostgreSQL schema, as an ordered list of migrations.
+//!
+//! Never edit a migration that has shipped: append a new one. The SQL is
+//! kept to what Postgres-compatible distributed databases also accept
+//! (no triggers, no stored procedures); `LISTEN/NOTIFY` is an optimisation
+//! the engine does without.
+//!
+//! Locations are stored as the order-preserving bytes of
+//! `Location::encode`; `bytea` compares bytewise, so `ORDER BY location` is
+//! history order and a loop's iterations form one contiguous key range.
+
+/// `(version, SQL)` pairs, applied in order by [`super::migrate`].
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE workflows (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    input         TEXT NOT NULL,
+    tags          TEXT NOT NULL DEFAULT '{}',
+    state         TEXT NOT NULL,
+    output        TEXT,
+    error         TEXT,
+    error_code    TEXT,
+    wake_at       BIGINT,
+    lease_owner   TEXT,
+    lease_epoch   BIGINT NOT NULL DEFAULT 0,
+    lease_expires BIGINT,
+    created_at    BIGINT NOT NULL,
+    updated_at    BIGINT NOT NULL,
+    listening     TEXT,
+    waiting_child TEXT,
+    parent_id     TEXT
+);
+CREATE INDEX workflows_runnable ON workflows (wake_at)
+    WHERE state IN ('pending', 'running', 'sleeping');
+CREATE INDEX workflows_by_name ON workflows (name, created_at);
+CREATE INDEX workflows_by_waiting_child ON workflows (waiting_child)
+    WHERE waiting_child IS NOT NULL;
+
+CREATE TABLE workflow_tags (
+    workflow_id TEXT NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,
+    key         TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    PRIMARY KEY (key, value, workflow_id)
+);
+
+CREATE TABLE events (
+    workflow_id TEXT    NOT NULL,
+    location    BYTEA   NOT NULL,
+    version     INTEGER NOT NULL,
+    kind        INTEGER NOT NULL,
+    name        TEXT    NOT NULL,
+    input_hash  BIGINT  NOT NULL,
+    data        TEXT,
+    error       TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    iteration   BIGINT  NOT NULL DEFAULT 0,
+    done        BOOLEAN NOT NULL DEFAULT FALSE,
+    PRIMARY KEY (workflow_id, location)
+);
+CREATE INDEX events_loops ON events (workflow_id) WHERE kind = 4;
+
+CREATE TABLE signals (
+    seq         BIGSERIAL PRIMARY KEY,
+    workflow_id TEXT   NOT NULL,
+    name        TEXT   NOT NULL,
+    body        TEXT   NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+CREATE INDEX signals_by_workflow ON signals (workflow_id, name, seq);
+"#,
+)];

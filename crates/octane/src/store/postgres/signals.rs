@@ -1,0 +1,150 @@
+//! Signals: delivery (with the wake-up of a listening workflow in the same
+//! transaction), lookup of pending ones, acknowledgement, cleanup.
+
+use deadpool_postgres::Transaction;
+
+use super::leases::parse_id;
+use super::notify_runnable;
+use crate::store::{
+    Delivery, NewSignal, PendingSignal, SignalTarget, StoreError, WorkflowId, WorkflowState,
+};
+
+/// Where a signal to `target` would go.
+pub(super) async fn resolve(
+    tx: &Transaction<'_>,
+    target: &SignalTarget,
+) -> Result<Delivery, StoreError> {
+    match target {
+        SignalTarget::Id(id) => {
+            let stmt = tx
+                .prepare_cached("SELECT state FROM workflows WHERE id = $1")
+                .await?;
+            let Some(row) = tx.query_opt(&stmt, &[&id.to_string()]).await? else {
+                return Ok(Delivery::NotFound);
+            };
+            let state: WorkflowState =
+                row.try_get::<_, String>(0)?
+                    .parse()
+                    .map_err(|detail| StoreError::Corrupt {
+                        table: "workflows",
+                        detail,
+                    })?;
+            Ok(if state.is_finished() {
+                Delivery::Finished(state)
+            } else {
+                Delivery::Delivered(*id)
+            })
+        }
+        SignalTarget::Tags(tags) => {
+            let keys: Vec<&String> = tags.keys().collect();
+            let values: Vec<&String> = tags.values().collect();
+            let n = i64::try_from(tags.len()).unwrap_or(i64::MAX);
+            let stmt = tx
+                .prepare_cached(
+                    "SELECT w.id FROM workflows w
+                     WHERE w.state NOT IN ('completed', 'failed', 'cancelled')
+                       AND (SELECT COUNT(*) FROM workflow_tags t, UNNEST($1::text[], $2::text[]) AS want(k, v)
+                            WHERE t.workflow_id = w.id AND t.key = want.k AND t.value = want.v) = $3",
+                )
+                .await?;
+            let rows = tx.query(&stmt, &[&keys, &values, &n]).await?;
+            Ok(match rows.as_slice() {
+                [] => Delivery::NoMatch,
+                [one] => Delivery::Delivered(parse_id(&one.try_get::<_, String>(0)?)?),
+                many => Delivery::Ambiguous(many.len()),
+            })
+        }
+    }
+}
+
+/// Stores the signal for its target, if the target is there and
+/// unfinished, and wakes the target if it listens for this name.
+pub(super) async fn deliver(
+    tx: &Transaction<'_>,
+    signal: &NewSignal,
+) -> Result<Delivery, StoreError> {
+    let delivery = resolve(tx, &signal.target).await?;
+    if let Delivery::Delivered(id) = delivery {
+        let id = id.to_string();
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO signals (workflow_id, name, body, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .await?;
+        tx.execute(&insert, &[&id, &signal.name, &signal.body, &signal.now])
+            .await?;
+        let wake = tx
+            .prepare_cached(
+                "UPDATE workflows SET state = 'pending', wake_at = $3, listening = NULL,
+                     waiting_child = NULL, updated_at = $3
+                 WHERE id = $1 AND state = 'sleeping' AND (listening::jsonb) ? $2",
+            )
+            .await?;
+        if tx.execute(&wake, &[&id, &signal.name, &signal.now]).await? > 0 {
+            notify_runnable(tx).await?;
+        }
+    }
+    Ok(delivery)
+}
+
+pub(super) async fn pending(
+    tx: &Transaction<'_>,
+    id: WorkflowId,
+    names: &[String],
+    limit: usize,
+) -> Result<Vec<PendingSignal>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let stmt = tx
+        .prepare_cached(
+            "SELECT seq, name, body FROM signals
+             WHERE workflow_id = $1 AND name = ANY($2) ORDER BY seq LIMIT $3",
+        )
+        .await?;
+    tx.query(&stmt, &[&id.to_string(), &names, &limit])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(PendingSignal {
+                seq: r.try_get(0)?,
+                name: r.try_get(1)?,
+                body: r.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// Whether a signal of one of `names` (a JSON array) is pending.
+pub(super) async fn any_pending(
+    tx: &Transaction<'_>,
+    id: &str,
+    names_json: &str,
+) -> Result<bool, StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM signals
+             WHERE workflow_id = $1 AND name IN (SELECT jsonb_array_elements_text($2::text::jsonb)))",
+        )
+        .await?;
+    Ok(tx.query_one(&stmt, &[&id, &names_json]).await?.try_get(0)?)
+}
+
+pub(super) async fn ack(
+    tx: &Transaction<'_>,
+    id: WorkflowId,
+    seqs: &[i64],
+) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached("DELETE FROM signals WHERE seq = ANY($1) AND workflow_id = $2")
+        .await?;
+    tx.execute(&stmt, &[&seqs, &id.to_string()]).await?;
+    Ok(())
+}
+
+/// Deletes every pending signal of a finished workflow.
+pub(super) async fn delete_all(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached("DELETE FROM signals WHERE workflow_id = $1")
+        .await?;
+    tx.execute(&stmt, &[&id]).await?;
+    Ok(())
+}
