@@ -98,7 +98,49 @@ async fn stored_history_stays_within_commit_every_plus_retain(db: TestDb) {
     worker.shutdown().await;
 }
 
+/// Records a value every iteration: a deferred event, written with the
+/// checkpoints rather than in a commit of its own.
+struct StampingLoop;
+impl Workflow for StampingLoop {
+    const NAME: &'static str = "stamping_loop";
+    type Input = u64;
+    type Output = u64;
+    async fn run(ctx: &mut WorkflowCtx, n: &u64) -> Result<u64> {
+        let n = *n;
+        ctx.repeat(0u64)
+            .commit_every(20)
+            .retain(100)
+            .run(move |ctx, i| {
+                async move {
+                    ctx.uuid()?;
+                    *i += 1;
+                    Ok(if *i == n {
+                        Loop::Break(*i)
+                    } else {
+                        Loop::Continue
+                    })
+                }
+                .boxed()
+            })
+            .await
+    }
+}
+
+async fn deferred_events_are_forgotten_like_the_others(db: TestDb) {
+    let engine = db.engine().await.register::<StampingLoop>();
+    let worker = fast_worker(&engine);
+    let id = engine.dispatch::<StampingLoop>(20_000).await.unwrap();
+    assert_eq!(wait_output::<StampingLoop>(&engine, id).await, 20_000);
+    let rows = engine.history(id).await.unwrap().len();
+    assert!(
+        rows <= 101,
+        "{rows} rows after 20,000 iterations (retain 100)"
+    );
+    worker.shutdown().await;
+}
+
 store_tests!(
+    deferred_events_are_forgotten_like_the_others,
     a_million_empty_iterations_leave_one_row,
     stored_history_stays_within_commit_every_plus_retain
 );

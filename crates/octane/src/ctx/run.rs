@@ -172,20 +172,16 @@ impl RunShared {
 
     /// Queues a write that need not be durable before the workflow goes on.
     /// A loop checkpoint replaces one still pending for the same loop;
-    /// returns whether it did (no write carried the older one away).
+    /// returns whether it did (no write carried the older one away). The
+    /// newer one goes to the end of the queue: its range delete must run
+    /// after the inserts of every event it covers.
     pub fn defer(&self, op: WriteOp) -> bool {
         let mut p = self.pipeline.lock().expect("pipeline lock");
-        let same = p.pending.iter_mut().find(|old| supersedes(&op, old));
-        match same {
-            Some(slot) => {
-                *slot = op;
-                true
-            }
-            None => {
-                p.pending.push(op);
-                false
-            }
-        }
+        let before = p.pending.len();
+        p.pending.retain(|old| !supersedes(&op, old));
+        let replaced = p.pending.len() < before;
+        p.pending.push(op);
+        replaced
     }
 
     /// Starts flushing pending writes in the background, unless a write is

@@ -1,0 +1,143 @@
+//! `octane-bench`: measures the engine against the raw commit rate of the
+//! same store, in one run.
+//!
+//! ```text
+//! cargo run --release -p octane-bench -- --store sqlite [--quick] [--json FILE]
+//! cargo run --release -p octane-bench -- --store postgres --url postgres://… [--quick]
+//! ```
+//!
+//! Prints a table (each figure also as a ratio to `raw_commits_per_sec`)
+//! and writes the figures as JSON with fixed keys.
+
+mod scenarios;
+mod store;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Parser)]
+#[command(name = "octane-bench", about = "Octane's benchmark harness")]
+struct Args {
+    /// Which store to measure.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    store: StoreKind,
+    /// PostgreSQL server (`--store postgres`); defaults to OCTANE_TEST_POSTGRES_URL.
+    #[arg(long)]
+    url: Option<String>,
+    /// Smaller sizes, for a quick look (the figures are then not the ones
+    /// the targets speak of).
+    #[arg(long)]
+    quick: bool,
+    /// Also write the figures to this JSON file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// How big each scenario is.
+pub struct Sizes {
+    pub loop_iterations: u64,
+    pub fanout_workflows: usize,
+    pub fanout_concurrency: usize,
+    pub long_loop: u64,
+    pub signals: u64,
+    pub raw_commits: u32,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Sizes {
+                loop_iterations: 2_000,
+                fanout_workflows: 1_000,
+                fanout_concurrency: 200,
+                long_loop: 100_000,
+                signals: 100,
+                raw_commits: 500,
+            }
+        } else {
+            Sizes {
+                loop_iterations: 10_000,
+                fanout_workflows: 10_000,
+                fanout_concurrency: 1_000,
+                long_loop: 1_000_000,
+                signals: 1_000,
+                raw_commits: 2_000,
+            }
+        }
+    }
+}
+
+/// The JSON keys, in table order; each is measured by `scenarios`.
+const KEYS: &[&str] = &[
+    "raw_commits_per_sec",
+    "loop_empty_c1",
+    "loop_empty_c20",
+    "loop_activity_c1",
+    "loop_activity_c20",
+    "fanout_wf_per_sec",
+    "fanout_p50_ms",
+    "fanout_p99_ms",
+    "wake_ms_iter10",
+    "wake_ms_iter1m",
+    "signal_p50_ms",
+    "signal_p99_ms",
+    "loop_rows_1k",
+    "loop_rows_1m",
+    "loop_iter_p50_us",
+    "loop_iter_p99_us",
+];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let sizes = Sizes::new(args.quick);
+    let stores = match args.store {
+        StoreKind::Sqlite => store::Stores::sqlite()?,
+        StoreKind::Postgres => {
+            let url = args
+                .url
+                .clone()
+                .or_else(|| std::env::var("OCTANE_TEST_POSTGRES_URL").ok())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--store postgres needs --url or OCTANE_TEST_POSTGRES_URL")
+                })?;
+            store::Stores::postgres(url)
+        }
+    };
+    let progress = ProgressBar::new(KEYS.len() as u64);
+    progress.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")?);
+    let mut figures = BTreeMap::new();
+    scenarios::run_all(&stores, &sizes, &progress, &mut figures).await?;
+    progress.finish_and_clear();
+
+    let raw = figures["raw_commits_per_sec"];
+    println!("{:<22} {:>14} {:>10}", "figure", "value", "÷ raw");
+    for key in KEYS {
+        let v = figures[*key];
+        println!("{key:<22} {v:>14.2} {:>10.4}", v / raw);
+    }
+    println!(
+        "store {:?}, {} sizes, {} cores",
+        args.store,
+        if args.quick { "quick" } else { "full" },
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if let Some(path) = args.json {
+        let ordered: serde_json::Map<String, serde_json::Value> = KEYS
+            .iter()
+            .map(|k| (k.to_string(), serde_json::json!(figures[*k])))
+            .collect();
+        std::fs::write(&path, serde_json::to_string_pretty(&ordered)? + "\n")?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! Fresh databases for each scenario, and the raw commit rate of the store.
+
+use std::time::Instant;
+
+use octane::Engine;
+
+/// Where scenarios get their databases.
+pub enum Stores {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Stores {
+    pub fn sqlite() -> anyhow::Result<Stores> {
+        Ok(Stores::Sqlite(tempfile::tempdir_in(
+            std::env::current_dir()?,
+        )?))
+    }
+
+    pub fn postgres(url: String) -> Stores {
+        Stores::Postgres(url)
+    }
+
+    /// An engine on a database of its own.
+    pub async fn fresh_engine(&self) -> anyhow::Result<Engine> {
+        Ok(Engine::open(&self.fresh_url().await?).await?)
+    }
+
+    async fn fresh_url(&self) -> anyhow::Result<String> {
+        match self {
+            Stores::Sqlite(dir) => {
+                let name = format!("{}.db", uuid::Uuid::new_v4().simple());
+                Ok(format!("sqlite://{}", dir.path().join(name).display()))
+            }
+            Stores::Postgres(base) => {
+                let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+                let client = connect(base).await?;
+                client
+                    .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                    .await?;
+                let sep = if base.contains('?') { '&' } else { '?' };
+                Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+            }
+        }
+    }
+
+    /// Single-row durable transactions per second, one writer, on the same
+    /// disk or server: the physical limit for a sequential loop.
+    pub async fn raw_commits_per_sec(&self, n: u32) -> anyhow::Result<f64> {
+        match self {
+            Stores::Sqlite(dir) => {
+                let conn = rusqlite::Connection::open(dir.path().join("raw.db"))?;
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+                conn.pragma_update(None, "synchronous", "FULL")?;
+                conn.execute_batch("CREATE TABLE IF NOT EXISTS t (v INTEGER)")?;
+                let start = Instant::now();
+                for i in 0..n {
+                    conn.execute_batch("BEGIN")?;
+                    conn.execute("INSERT INTO t VALUES (?1)", [i])?;
+                    conn.execute_batch("COMMIT")?;
+                }
+                Ok(f64::from(n) / start.elapsed().as_secs_f64())
+            }
+            Stores::Postgres(_) => {
+                // A regular table: a temporary one skips the WAL, and with it
+                // the cost being measured.
+                let client = connect(&self.fresh_url().await?).await?;
+                client
+                    .batch_execute("CREATE TABLE raw_commits (v BIGINT)")
+                    .await?;
+                let stmt = client
+                    .prepare("INSERT INTO raw_commits VALUES ($1)")
+                    .await?;
+                let start = Instant::now();
+                for i in 0..i64::from(n) {
+                    client.execute(&stmt, &[&i]).await?;
+                }
+                Ok(f64::from(n) / start.elapsed().as_secs_f64())
+            }
+        }
+    }
+}
+
+async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
