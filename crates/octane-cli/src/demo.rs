@@ -26,6 +26,12 @@ pub struct Args {
     /// The tracking update during which the first worker crashes.
     #[arg(long, default_value_t = 8)]
     crash_at: u64,
+    /// Serve the engine's metrics for Prometheus at http://ADDR/metrics.
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// With --metrics-addr: keep serving after the demo, until Ctrl-C.
+    #[arg(long, requires = "metrics_addr")]
+    hold: bool,
 }
 
 static CRASH_ARMED: AtomicBool = AtomicBool::new(true);
@@ -195,6 +201,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let url = format!("sqlite://{}", args.db.display());
     println!("Octane demo — database {url}\n");
     let engine = Engine::open(&url).await?.register::<Order>();
+    if let Some(addr) = args.metrics_addr {
+        engine.serve_metrics(addr)?;
+        println!("Metrics: http://{addr}/metrics\n");
+    }
     let lease = Duration::from_secs(1);
 
     println!("Worker 1 starts and runs order #1:");

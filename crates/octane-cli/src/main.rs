@@ -1,14 +1,30 @@
-//! The `octane` command: a demo to watch replay happen, and operator tools.
+//! The `octane` command: a demo to watch replay happen, and operator tools
+//! for the workflows in a database.
 
 mod demo;
+mod wf;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use octane::{Engine, WorkflowState};
 
 #[derive(Parser)]
-#[command(name = "octane", version, about = "Durable workflows for Rust")]
+#[command(
+    name = "octane",
+    version,
+    about = "Durable workflows for Rust: demo and operator tools"
+)]
 struct Cli {
+    /// The database: sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE.
+    #[arg(
+        long,
+        global = true,
+        env = "OCTANE_DATABASE_URL",
+        default_value = "sqlite://octane.db"
+    )]
+    db: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -18,6 +34,49 @@ enum Command {
     /// Run an order workflow on embedded SQLite, crash its worker mid-way,
     /// and watch a new worker replay the recorded steps and carry on.
     Demo(demo::Args),
+    /// Inspect and steer workflows.
+    #[command(subcommand)]
+    Wf(Wf),
+    /// Delete finished workflows (and their history) older than a duration.
+    Prune {
+        /// e.g. `7d`, `12h`, `30m`, `0s`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum Wf {
+    /// List workflows, newest first.
+    List {
+        /// Only this workflow name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only workflows with this tag (key=value); repeatable.
+        #[arg(long = "tag", value_parser = wf::parse_tag)]
+        tags: Vec<(String, String)>,
+        /// Only this state (pending, running, sleeping, completed, failed, cancelled).
+        #[arg(long)]
+        state: Option<WorkflowState>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a workflow and its history as a tree.
+    Show { id: String },
+    /// Send a signal (name and JSON body) to a workflow.
+    Signal {
+        id: String,
+        name: String,
+        body: String,
+    },
+    /// Make a failed or sleeping workflow runnable now (after a fix).
+    Wake { id: String },
+    /// Cancel a workflow.
+    Cancel { id: String },
 }
 
 fn main() -> ExitCode {
@@ -32,16 +91,54 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Demo(args) => demo::run(args).await,
-        }
-    });
-    match result {
+    match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Cli { db, command } = cli;
+    match command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Wf(cmd) => {
+            let engine = open(&db).await?;
+            match cmd {
+                Wf::List {
+                    name,
+                    tags,
+                    state,
+                    limit,
+                    json,
+                } => wf::list(&engine, name, tags, state, limit, json).await,
+                Wf::Show { id } => wf::show(&engine, wf::parse_id(&id)?).await,
+                Wf::Signal { id, name, body } => {
+                    wf::signal(&engine, wf::parse_id(&id)?, &name, &body).await
+                }
+                Wf::Wake { id } => wf::wake(&engine, wf::parse_id(&id)?).await,
+                Wf::Cancel { id } => wf::cancel(&engine, wf::parse_id(&id)?).await,
+            }
+        }
+        Command::Prune { older_than } => wf::prune(&open(&db).await?, older_than).await,
+    }
+}
+
+/// Opens an existing database: tools never create one by mistake.
+async fn open(url: &str) -> anyhow::Result<Engine> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or_default();
+        anyhow::ensure!(
+            std::path::Path::new(path).exists(),
+            "no database at `{path}` (from --db {url})"
+        );
+    }
+    let open = Engine::open(url);
+    match tokio::time::timeout(Duration::from_secs(10), open).await {
+        Ok(Ok(engine)) => Ok(engine),
+        Ok(Err(e)) => anyhow::bail!("cannot open {url}: {e}"),
+        Err(_) => anyhow::bail!("cannot open {url}: no answer within 10 s"),
     }
 }

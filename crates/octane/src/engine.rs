@@ -387,6 +387,24 @@ impl Engine {
         }
     }
 
+    /// Serves every metric the engine records (loops, activities, workers,
+    /// stores) for Prometheus at `http://ADDR/metrics`, by installing the
+    /// process-wide `metrics` recorder. Needs the `prometheus` feature.
+    ///
+    /// # Errors
+    /// [`Error::MetricsEndpoint`] when the address cannot be bound or a
+    /// recorder is already installed.
+    #[cfg(feature = "prometheus")]
+    pub fn serve_metrics(&self, addr: std::net::SocketAddr) -> Result<(), Error> {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .map_err(|e| Error::MetricsEndpoint {
+                addr: addr.to_string(),
+                message: e.to_string(),
+            })
+    }
+
     /// Starts sending a signal from outside any workflow:
     /// `engine.signal(s).to(id).await` or `.to_tags(tags).await`.
     pub fn signal<S: Signal>(&self, signal: S) -> SignalBuilder<'_, S> {
@@ -394,6 +412,39 @@ impl Engine {
             engine: self,
             signal,
         }
+    }
+
+    /// Sends a signal by name with a JSON body, as tools do. The engine
+    /// does not know signal types, so the body is checked only when the
+    /// workflow consumes it.
+    ///
+    /// # Errors
+    /// As [`SignalBuilder::to`].
+    pub async fn signal_json(&self, id: WorkflowId, name: &str, body: &str) -> Result<(), Error> {
+        self.deliver(SignalTarget::Id(id), name, body.to_string())
+            .await
+            .map(drop)
+    }
+
+    async fn deliver(
+        &self,
+        target: SignalTarget,
+        name: &str,
+        body: String,
+    ) -> Result<WorkflowId, Error> {
+        let delivery = self
+            .inner
+            .store
+            .send_signal(NewSignal {
+                target: target.clone(),
+                name: name.to_string(),
+                body,
+                now: now_ms(),
+            })
+            .await?;
+        let id = delivery_result(name, &target, delivery)?;
+        self.inner.runnable.notify_one();
+        Ok(id)
     }
 
     /// Subscribes to messages of type `M` whose tags include `tags`.
@@ -497,20 +548,7 @@ impl<S: Signal> SignalBuilder<'_, S> {
             what: format!("signal `{}`", S::NAME),
             message: e.to_string(),
         })?;
-        let delivery = self
-            .engine
-            .inner
-            .store
-            .send_signal(NewSignal {
-                target: target.clone(),
-                name: S::NAME.to_string(),
-                body,
-                now: now_ms(),
-            })
-            .await?;
-        let id = delivery_result(S::NAME, &target, delivery)?;
-        self.engine.inner.runnable.notify_one();
-        Ok(id)
+        self.engine.deliver(target, S::NAME, body).await
     }
 }
 

@@ -187,7 +187,7 @@ pub enum Error {
         /// The recipient.
         workflow_id: WorkflowId,
         /// The signal name.
-        signal: &'static str,
+        signal: String,
         /// The recipient's state.
         state: WorkflowState,
     },
@@ -196,7 +196,7 @@ pub enum Error {
     #[error("signal `{signal}`: no unfinished workflow has the tags {tags:?}")]
     NoSignalTarget {
         /// The signal name.
-        signal: &'static str,
+        signal: String,
         /// The tags asked for.
         tags: BTreeMap<String, String>,
     },
@@ -208,11 +208,21 @@ pub enum Error {
     )]
     AmbiguousSignalTarget {
         /// The signal name.
-        signal: &'static str,
+        signal: String,
         /// The tags asked for.
         tags: BTreeMap<String, String>,
         /// How many workflows match.
         count: usize,
+    },
+
+    /// The metrics endpoint could not be started (address in use, or a
+    /// recorder already installed).
+    #[error("cannot serve metrics on {addr}: {message}")]
+    MetricsEndpoint {
+        /// The address asked for.
+        addr: String,
+        /// Why it failed.
+        message: String,
     },
 
     /// The store failed.
@@ -222,7 +232,7 @@ pub enum Error {
 
 /// The outcome of a signal delivery as the caller sees it.
 pub(crate) fn delivery_result(
-    signal: &'static str,
+    signal: &str,
     target: &SignalTarget,
     delivery: Delivery,
 ) -> Result<WorkflowId, Error> {
@@ -237,16 +247,16 @@ pub(crate) fn delivery_result(
         }
         (Delivery::Finished(state), SignalTarget::Id(id)) => Err(Error::SignalRejected {
             workflow_id: *id,
-            signal,
+            signal: signal.to_string(),
             state,
         }),
         (Delivery::Ambiguous(count), _) => Err(Error::AmbiguousSignalTarget {
-            signal,
+            signal: signal.to_string(),
             tags: tags(),
             count,
         }),
         _ => Err(Error::NoSignalTarget {
-            signal,
+            signal: signal.to_string(),
             tags: tags(),
         }),
     }

@@ -17,7 +17,10 @@
 //! by an older one, whatever the backend does with concurrent transactions.
 //! A loop checkpoint still pending when a newer one arrives is replaced by
 //! it (latest wins), so a fast loop writes as many checkpoints as the
-//! database can take, and no more.
+//! database can take, and no more. Checkpoints wait in a list of their own
+//! (one entry per active loop, so replacing one costs nothing however many
+//! events are queued) and are written after the queued events: a range
+//! delete then always runs after the inserts of the events it covers.
 //!
 //! Deferring is safe because anything durable that depends on a deferred
 //! value is committed in the same transaction as it or after it.
@@ -63,8 +66,25 @@ type Flush = Shared<BoxFuture<'static, FlushResult>>;
 
 #[derive(Default)]
 struct Pipeline {
+    /// Deferred events, in the order they were made.
     pending: Vec<WriteOp>,
+    /// The latest checkpoint (and range delete) of each loop: a handful,
+    /// always written after `pending`, so a range delete runs after the
+    /// inserts of every event it covers.
+    checkpoints: Vec<WriteOp>,
     last: Option<Flush>,
+}
+
+impl Pipeline {
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.checkpoints.is_empty()
+    }
+
+    fn take(&mut self) -> Vec<WriteOp> {
+        let mut all = std::mem::take(&mut self.pending);
+        all.append(&mut self.checkpoints);
+        all
+    }
 }
 
 pub(crate) struct RunShared {
@@ -172,15 +192,17 @@ impl RunShared {
 
     /// Queues a write that need not be durable before the workflow goes on.
     /// A loop checkpoint replaces one still pending for the same loop;
-    /// returns whether it did (no write carried the older one away). The
-    /// newer one goes to the end of the queue: its range delete must run
-    /// after the inserts of every event it covers.
+    /// returns whether it did (no write carried the older one away).
     pub fn defer(&self, op: WriteOp) -> bool {
         let mut p = self.pipeline.lock().expect("pipeline lock");
-        let before = p.pending.len();
-        p.pending.retain(|old| !supersedes(&op, old));
-        let replaced = p.pending.len() < before;
-        p.pending.push(op);
+        if !is_loop_bookkeeping(&op) {
+            p.pending.push(op);
+            return false;
+        }
+        let before = p.checkpoints.len();
+        p.checkpoints.retain(|old| !supersedes(&op, old));
+        let replaced = p.checkpoints.len() < before;
+        p.checkpoints.push(op);
         replaced
     }
 
@@ -188,7 +210,7 @@ impl RunShared {
     /// still in flight (then they wait for the next commit or kick).
     pub fn kick(&self) {
         let mut p = self.pipeline.lock().expect("pipeline lock");
-        if p.pending.is_empty() {
+        if p.is_empty() {
             return;
         }
         if let Some(last) = &p.last {
@@ -202,7 +224,7 @@ impl RunShared {
                 Some(Ok(())) => {}
             }
         }
-        let ops = std::mem::take(&mut p.pending);
+        let ops = p.take();
         let flush = self.submit(None, ops, Transition::Continue);
         tokio::spawn(flush.clone());
         p.last = Some(flush);
@@ -213,7 +235,7 @@ impl RunShared {
     pub async fn commit(&self, ops: Vec<WriteOp>, transition: Transition) -> Result<(), Error> {
         let flush = {
             let mut p = self.pipeline.lock().expect("pipeline lock");
-            let mut all = std::mem::take(&mut p.pending);
+            let mut all = p.take();
             all.extend(ops);
             let flush = self.submit(p.last.take(), all, transition);
             p.last = Some(flush.clone());
@@ -281,6 +303,10 @@ impl RunShared {
 
 fn is_checkpoint(op: &WriteOp) -> bool {
     matches!(op, WriteOp::Put(e) if e.kind == EventKind::Loop)
+}
+
+fn is_loop_bookkeeping(op: &WriteOp) -> bool {
+    is_checkpoint(op) || matches!(op, WriteOp::ForgetIterations { .. })
 }
 
 /// Whether `new` makes the still-pending `old` pointless: a newer checkpoint

@@ -1,0 +1,185 @@
+//! `octane wf …` and `octane prune`: inspect and steer stored workflows.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::Context;
+use octane::history::{iteration_of, EventKind};
+use octane::{Engine, HistoryEntry, ListFilter, WorkflowId, WorkflowState};
+
+/// Parses a workflow id, naming the bad input.
+pub fn parse_id(s: &str) -> anyhow::Result<WorkflowId> {
+    s.parse()
+        .map_err(|e| anyhow::anyhow!("`{s}` is not a workflow id ({e}); ids look like 0f4c3b9e-…"))
+}
+
+/// `key=value`, for `--tag`.
+pub fn parse_tag(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not a tag; write key=value"))
+}
+
+pub async fn list(
+    engine: &Engine,
+    name: Option<String>,
+    tags: Vec<(String, String)>,
+    state: Option<WorkflowState>,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut filter = ListFilter::default().limit(limit);
+    filter.name = name;
+    filter.state = state;
+    filter.tags = tags.into_iter().collect();
+    let workflows = engine.list(filter).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&workflows)?);
+        return Ok(());
+    }
+    println!("{:<36}  {:<20}  {:<9}  tags", "id", "name", "state");
+    for w in &workflows {
+        let tags: Vec<String> = w.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "{:<36}  {:<20}  {:<9}  {}",
+            w.id,
+            w.name,
+            w.state,
+            tags.join(",")
+        );
+    }
+    println!(
+        "({} workflow{})",
+        workflows.len(),
+        if workflows.len() == 1 { "" } else { "s" }
+    );
+    Ok(())
+}
+
+pub async fn show(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
+    let info = engine.get(id).await?;
+    println!("workflow {}  `{}`  {}", info.id, info.name, info.state);
+    if !info.tags.is_empty() {
+        let tags: Vec<String> = info.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("tags      {}", tags.join(", "));
+    }
+    println!("input     {}", info.input);
+    if let Some(out) = &info.output {
+        println!("output    {out}");
+    }
+    if let Some(err) = &info.error {
+        println!("error     {err}");
+    }
+    if let Some(at) = info.wake_at {
+        println!("wake at   {at} (ms since the epoch)");
+    }
+    let history = engine.history(id).await?;
+    println!("history ({} stored events)", history.len());
+    for line in render_tree(&history) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// One line per active event, indented by depth; a loop's line tells its
+/// checkpoint, and how many iterations are forgotten and how many of those
+/// are still stored; its state follows, pretty-printed.
+pub fn render_tree(history: &[HistoryEntry]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in history.iter().filter(|h| !h.forgotten) {
+        let e = &entry.event;
+        let depth = e.location.coordinates().len().saturating_sub(1);
+        let indent = "  ".repeat(depth + 1);
+        let mut line = format!(
+            "{indent}{:<12} v{} {}",
+            e.location.to_string(),
+            e.version,
+            e.kind
+        );
+        if !e.name.is_empty() {
+            line.push_str(&format!(" `{}`", e.name));
+        }
+        match e.kind {
+            EventKind::Loop => {
+                let retained: BTreeSet<u64> = history
+                    .iter()
+                    .filter(|h| h.forgotten)
+                    .filter_map(|h| iteration_of(&e.location, &h.event.location))
+                    .collect();
+                line.push_str(&format!(
+                    " — {} at iteration {}, {} iteration(s) forgotten, {} of them retained",
+                    if e.done { "finished" } else { "checkpoint" },
+                    e.iteration,
+                    e.iteration,
+                    retained.len()
+                ));
+                lines.push(line);
+                let label = if e.done { "output" } else { "state" };
+                for (i, l) in pretty(e.data.as_deref()).lines().enumerate() {
+                    let head = if i == 0 {
+                        format!("{label}: ")
+                    } else {
+                        "       ".to_string()
+                    };
+                    lines.push(format!("{indent}  {head}{l}"));
+                }
+                continue;
+            }
+            EventKind::Activity => {
+                line.push_str(&format!(" attempts={}", e.attempts));
+                if let Some(err) = &e.error {
+                    line.push_str(&format!(" last_error={err:?}"));
+                }
+                if !e.done {
+                    line.push_str(" (retrying)");
+                } else if let Some(d) = &e.data {
+                    line.push_str(&format!(" → {d}"));
+                }
+            }
+            _ => {
+                if let Some(d) = &e.data {
+                    line.push_str(&format!(" {d}"));
+                }
+            }
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+fn pretty(json: Option<&str>) -> String {
+    let text = json.unwrap_or("null");
+    serde_json::from_str::<serde_json::Value>(text)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| text.to_string())
+}
+
+pub async fn signal(engine: &Engine, id: WorkflowId, name: &str, body: &str) -> anyhow::Result<()> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .with_context(|| format!("the body of signal `{name}` is not valid JSON"))?;
+    engine.signal_json(id, name, body).await?;
+    println!("signal `{name}` sent to {id}");
+    Ok(())
+}
+
+pub async fn wake(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
+    engine.wake(id).await?;
+    println!("workflow {id} is runnable again");
+    Ok(())
+}
+
+pub async fn cancel(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
+    engine.cancel(id).await?;
+    println!("workflow {id} cancelled");
+    Ok(())
+}
+
+pub async fn prune(engine: &Engine, older_than: Duration) -> anyhow::Result<()> {
+    let n = engine.prune(older_than).await?;
+    println!(
+        "pruned {n} finished workflow{} older than {}",
+        if n == 1 { "" } else { "s" },
+        humantime::format_duration(older_than)
+    );
+    Ok(())
+}
