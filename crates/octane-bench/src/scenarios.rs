@@ -337,9 +337,20 @@ async fn signals(stores: &Stores, n: u64, figures: &mut Figures) -> anyhow::Resu
     for i in 0..n {
         let start = Instant::now();
         engine.signal(Ping(i)).to(id).await?;
-        let Pong(j) = tokio::time::timeout(Duration::from_secs(10), pongs.recv())
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("subscription closed"))?;
+        let Ok(pong) = tokio::time::timeout(Duration::from_secs(10), pongs.recv()).await else {
+            let info = engine.get(id).await?;
+            let pending = engine
+                .store()
+                .pending_signals(id, vec!["ping".into()], 10)
+                .await?;
+            anyhow::bail!(
+                "no answer to signal {i} within 10 s: workflow is {} (wake_at {:?}), {} signal(s) pending",
+                info.state,
+                info.wake_at,
+                pending.len()
+            );
+        };
+        let Pong(j) = pong.ok_or_else(|| anyhow::anyhow!("subscription closed"))?;
         anyhow::ensure!(i == j, "pong {j} for ping {i}");
         latencies.push(start.elapsed().as_secs_f64() * 1e3);
     }

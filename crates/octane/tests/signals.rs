@@ -428,7 +428,74 @@ async fn signals_by_tags_need_exactly_one_recipient(db: TestDb) {
     worker.shutdown().await;
 }
 
+#[derive(Serialize, Deserialize, Message)]
+struct Echoed(u64);
+
+/// Answers each signal with a message, then waits for the next.
+struct Echo;
+impl Workflow for Echo {
+    const NAME: &'static str = "echo";
+    type Input = u64;
+    type Output = u64;
+    async fn run(ctx: &mut WorkflowCtx, n: &u64) -> Result<u64> {
+        let n = *n;
+        ctx.repeat(0u64)
+            .commit_every(1)
+            .run(move |ctx, seen| {
+                async move {
+                    let d = ctx.listen::<Deposit>().await?;
+                    ctx.msg(Echoed(d.cents)).send().await?;
+                    *seen += 1;
+                    Ok(if *seen == n {
+                        Loop::Break(*seen)
+                    } else {
+                        Loop::Continue
+                    })
+                }
+                .boxed()
+            })
+            .await
+    }
+}
+
+async fn signals_sent_as_fast_as_answered_never_stall_a_workflow(db: TestDb) {
+    // Each signal is sent the moment the previous one is answered, so it
+    // races the workflow going back to sleep: the signal's commit and the
+    // suspension's commit must never both miss each other.
+    let engine = db.engine().await.register::<Echo>();
+    let worker = engine
+        .worker()
+        .lease_ttl(Duration::from_millis(500))
+        .poll_interval(Duration::from_secs(3600))
+        .spawn();
+    let mut answers = engine.subscribe::<Echoed, &str, &str>([]);
+    let n = 150;
+    let id = engine.dispatch::<Echo>(n).await.unwrap();
+    for cents in 0..n {
+        engine.signal(Deposit { cents }).to(id).await.unwrap();
+        let Ok(answer) = tokio::time::timeout(Duration::from_secs(10), answers.recv()).await else {
+            let info = engine.get(id).await.unwrap();
+            let pending = engine
+                .store()
+                .pending_signals(id, vec!["deposit".into()], 10)
+                .await
+                .unwrap();
+            panic!(
+                "signal {cents} was never answered: the workflow is {} (wake_at {:?}, {} in memory), {} signal(s) pending",
+                info.state,
+                info.wake_at,
+                worker.running(),
+                pending.len()
+            );
+        };
+        assert_eq!(answer.unwrap().0, cents);
+    }
+    assert_eq!(wait_output::<Echo>(&engine, id).await, n);
+    worker.shutdown().await;
+}
+
 store_tests!(
+    signals_sent_as_fast_as_answered_never_stall_a_workflow,
     signals_are_consumed_once_in_send_order_and_replayed_in_that_order,
     a_listening_workflow_leaves_memory_and_a_signal_wakes_it,
     a_signal_sent_while_the_workflow_runs_is_seen_by_its_next_listen,

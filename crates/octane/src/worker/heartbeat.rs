@@ -23,15 +23,22 @@ pub(super) async fn run(shared: Arc<WorkerShared>) {
         if leases.is_empty() {
             continue;
         }
+        let epochs: Vec<_> = leases.iter().map(|l| (l.workflow_id, l.epoch)).collect();
         let expires_at = now_ms() + duration_ms(shared.lease_ttl);
         match shared.engine.store().renew(leases, expires_at).await {
             Ok(lost) => {
                 let held = shared.leases.lock().expect("leases lock");
                 for id in lost {
-                    if let Some((_, token)) = held.get(&id) {
-                        tracing::warn!(workflow_id = %id, "lease lost; stopping the run");
-                        metrics::counter!("octane_lease_losses_total").increment(1);
-                        token.cancel();
+                    // Only the run whose epoch was renewed lost its lease: the
+                    // worker may have claimed the workflow again since the
+                    // snapshot, and that newer run holds a valid lease.
+                    let renewed = epochs.iter().find(|(w, _)| *w == id).map(|(_, e)| *e);
+                    if let Some((lease, token)) = held.get(&id) {
+                        if Some(lease.epoch) == renewed {
+                            tracing::warn!(workflow_id = %id, "lease lost; stopping the run");
+                            metrics::counter!("octane_lease_losses_total").increment(1);
+                            token.cancel();
+                        }
                     }
                 }
             }

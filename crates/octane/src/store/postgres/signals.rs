@@ -59,11 +59,21 @@ pub(super) async fn resolve(
 
 /// Stores the signal for its target, if the target is there and
 /// unfinished, and wakes the target if it listens for this name.
+///
+/// The target's row is locked before anything else. A workflow going to
+/// sleep holds the same lock while it checks for pending signals, so one
+/// of the two transactions waits for the other and then sees its effect:
+/// either the suspension finds this signal, or this delivery finds the
+/// workflow asleep. Without the lock, under READ COMMITTED, each could miss
+/// the other's uncommitted write and leave the workflow asleep for ever.
 pub(super) async fn deliver(
     tx: &Transaction<'_>,
     signal: &NewSignal,
 ) -> Result<Delivery, StoreError> {
-    let delivery = resolve(tx, &signal.target).await?;
+    let mut delivery = resolve(tx, &signal.target).await?;
+    if let Delivery::Delivered(id) = delivery {
+        delivery = lock_unfinished(tx, id).await?;
+    }
     if let Delivery::Delivered(id) = delivery {
         let id = id.to_string();
         let insert = tx
@@ -85,6 +95,28 @@ pub(super) async fn deliver(
         }
     }
     Ok(delivery)
+}
+
+/// Locks the workflow's row and re-reads its state under the lock.
+async fn lock_unfinished(tx: &Transaction<'_>, id: WorkflowId) -> Result<Delivery, StoreError> {
+    let stmt = tx
+        .prepare_cached("SELECT state FROM workflows WHERE id = $1 FOR UPDATE")
+        .await?;
+    let Some(row) = tx.query_opt(&stmt, &[&id.to_string()]).await? else {
+        return Ok(Delivery::NotFound);
+    };
+    let state: WorkflowState =
+        row.try_get::<_, String>(0)?
+            .parse()
+            .map_err(|detail| StoreError::Corrupt {
+                table: "workflows",
+                detail,
+            })?;
+    Ok(if state.is_finished() {
+        Delivery::Finished(state)
+    } else {
+        Delivery::Delivered(id)
+    })
 }
 
 pub(super) async fn pending(

@@ -182,6 +182,15 @@ async fn make_runnable(tx: &Transaction<'_>, id: &str, now: i64) -> Result<(), S
 /// will consume them) and a parent waiting for this child is woken.
 async fn finished(tx: &Transaction<'_>, id: &str, now: i64) -> Result<(), StoreError> {
     signals::delete_all(tx, id).await?;
+    // Lock the waiting parent first, for the reason `signals::deliver` locks
+    // a signal's target: a parent going to sleep on this child holds that
+    // lock while it checks the child's state.
+    let lock = tx
+        .prepare_cached(
+            "SELECT 1 FROM workflows WHERE id = (SELECT parent_id FROM workflows WHERE id = $1) FOR UPDATE",
+        )
+        .await?;
+    tx.query_opt(&lock, &[&id]).await?;
     let stmt = tx
         .prepare_cached(
             "UPDATE workflows SET state = 'pending', wake_at = $2, listening = NULL,
