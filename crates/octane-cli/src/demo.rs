@@ -20,9 +20,10 @@ use tracing_subscriber::Layer;
 /// Options of `octane demo`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The SQLite file to use; it is recreated on every run.
+    /// The SQLite file to use; it is recreated on every run (so the demo
+    /// never touches the database `--db` names).
     #[arg(long, default_value = "octane-demo.db")]
-    db: PathBuf,
+    file: PathBuf,
     /// The tracking update during which the first worker crashes.
     #[arg(long, default_value_t = 8)]
     crash_at: u64,
@@ -194,11 +195,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::subscriber::set_global_default(subscriber)?;
 
     for suffix in ["", "-wal", "-shm"] {
-        let mut p = args.db.clone().into_os_string();
+        let mut p = args.file.clone().into_os_string();
         p.push(suffix);
         let _ = std::fs::remove_file(p);
     }
-    let url = format!("sqlite://{}", args.db.display());
+    let url = format!("sqlite://{}", args.file.display());
     println!("Octane demo — database {url}\n");
     let engine = Engine::open(&url).await?.register::<Order>();
     if let Some(addr) = args.metrics_addr {
@@ -251,5 +252,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         state == WorkflowState::Completed,
         "the order did not complete: {state}"
     );
+    if args.hold {
+        println!("\nServing metrics until Ctrl-C.");
+        tokio::signal::ctrl_c().await?;
+    }
     Ok(())
 }

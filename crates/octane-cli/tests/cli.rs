@@ -1,0 +1,400 @@
+//! The `octane` binary against databases prepared by the engine: listing,
+//! showing a loop's tree, signalling, waking, cancelling, pruning, bad
+//! input, and the metrics endpoint of the demo.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use octane::prelude::*;
+use octane::{WorkflowState, HISTORY_DIVERGED};
+
+fn octane(db: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_octane"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("run octane")
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "octane failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A failing run: non-zero exit and exactly one line on stderr.
+fn one_line_error(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "expected a failure, got: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let err = String::from_utf8_lossy(&o.stderr).trim_end().to_string();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    err
+}
+
+struct Db {
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+fn db() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    Db {
+        url: format!("sqlite://{}", dir.path().join("octane.db").display()),
+        _dir: dir,
+    }
+}
+
+async fn wait_state(engine: &Engine, id: WorkflowId, state: WorkflowState) {
+    let start = Instant::now();
+    while engine.get(id).await.unwrap().state != state {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "workflow {id} never became {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Add(u64);
+impl Activity for Add {
+    const NAME: &'static str = "add";
+    type Output = u64;
+    async fn run(&self, _ctx: &ActivityCtx) -> Result<u64> {
+        Ok(self.0 + 1)
+    }
+}
+
+/// 23 iterations checkpointed every 20, keeping 3 forgotten ones, then a
+/// long sleep inside the loop.
+struct Looper;
+impl Workflow for Looper {
+    const NAME: &'static str = "looper";
+    type Input = ();
+    type Output = u64;
+    async fn run(ctx: &mut WorkflowCtx, _: &()) -> Result<u64> {
+        ctx.repeat(0u64)
+            .commit_every(20)
+            .retain(3)
+            .run(|ctx, n| {
+                async move {
+                    if *n == 23 {
+                        ctx.sleep(Duration::from_secs(3600)).await?;
+                    }
+                    *n = ctx.activity(Add(*n)).await?;
+                    Ok(if *n > 30 {
+                        Loop::Break(*n)
+                    } else {
+                        Loop::Continue
+                    })
+                }
+                .boxed()
+            })
+            .await
+    }
+}
+
+#[derive(Serialize, Deserialize, Signal)]
+struct Deposit {
+    cents: u64,
+}
+
+struct Wallet;
+impl Workflow for Wallet {
+    const NAME: &'static str = "wallet";
+    type Input = ();
+    type Output = u64;
+    async fn run(ctx: &mut WorkflowCtx, _: &()) -> Result<u64> {
+        Ok(ctx.listen::<Deposit>().await?.cents)
+    }
+}
+
+async fn engine_for(url: &str) -> Engine {
+    Engine::open(url)
+        .await
+        .unwrap()
+        .sleep_in_memory_below(Duration::ZERO)
+        .register::<Looper>()
+        .register::<Wallet>()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_filters_and_show_draws_a_loop_with_its_checkpoint() {
+    let db = db();
+    let engine = engine_for(&db.url).await;
+    let worker = engine
+        .worker()
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    let looper = engine
+        .dispatch::<Looper>(())
+        .tag("tenant", "acme")
+        .await
+        .unwrap();
+    let wallet = engine
+        .dispatch::<Wallet>(())
+        .tag("tenant", "globex")
+        .await
+        .unwrap();
+    wait_state(&engine, looper, WorkflowState::Sleeping).await;
+    wait_state(&engine, wallet, WorkflowState::Sleeping).await;
+
+    let out = stdout(&octane(&db.url, &["wf", "list", "--tag", "tenant=acme"]));
+    assert!(
+        out.contains(&looper.to_string()) && !out.contains(&wallet.to_string()),
+        "{out}"
+    );
+    let json = stdout(&octane(
+        &db.url,
+        &["wf", "list", "--name", "wallet", "--json"],
+    ));
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], wallet.to_string());
+    let none = stdout(&octane(&db.url, &["wf", "list", "--state", "completed"]));
+    assert!(none.contains("(0 workflows)"), "{none}");
+
+    let tree = stdout(&octane(&db.url, &["wf", "show", &looper.to_string()]));
+    assert!(tree.contains("`looper`  sleeping"), "{tree}");
+    assert!(
+        tree.contains(
+            "loop — checkpoint at iteration 20, 20 iteration(s) forgotten, 3 of them retained"
+        ),
+        "{tree}"
+    );
+    assert!(
+        tree.contains("state: 20"),
+        "the loop state, pretty-printed: {tree}"
+    );
+    assert!(
+        tree.contains("{1, 22, 1}") && tree.contains("activity `add` attempts=1"),
+        "{tree}"
+    );
+    assert!(
+        !tree.contains("{1, 19, 1}"),
+        "forgotten iterations are not drawn: {tree}"
+    );
+    worker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signal_cancel_and_prune_act_on_the_database() {
+    let db = db();
+    let engine = engine_for(&db.url).await;
+    let worker = engine
+        .worker()
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    let paid = engine.dispatch::<Wallet>(()).await.unwrap();
+    let dropped = engine.dispatch::<Wallet>(()).await.unwrap();
+    wait_state(&engine, paid, WorkflowState::Sleeping).await;
+    wait_state(&engine, dropped, WorkflowState::Sleeping).await;
+
+    let out = stdout(&octane(
+        &db.url,
+        &[
+            "wf",
+            "signal",
+            &paid.to_string(),
+            "deposit",
+            r#"{"cents":7}"#,
+        ],
+    ));
+    assert!(out.contains("signal `deposit` sent"), "{out}");
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(30), engine.wait::<Wallet>(paid))
+            .await
+            .unwrap()
+            .unwrap(),
+        7
+    );
+
+    stdout(&octane(&db.url, &["wf", "cancel", &dropped.to_string()]));
+    assert_eq!(
+        engine.get(dropped).await.unwrap().state,
+        WorkflowState::Cancelled
+    );
+
+    let waiting = engine.dispatch::<Wallet>(()).await.unwrap();
+    wait_state(&engine, waiting, WorkflowState::Sleeping).await;
+    let out = stdout(&octane(&db.url, &["prune", "--older-than", "0s"]));
+    assert!(out.contains("pruned 2 finished workflows"), "{out}");
+    assert!(engine.get(paid).await.is_err() && engine.get(dropped).await.is_err());
+    assert_eq!(
+        engine.get(waiting).await.unwrap().state,
+        WorkflowState::Sleeping,
+        "unfinished work is kept"
+    );
+    let out = stdout(&octane(&db.url, &["prune", "--older-than", "7d"]));
+    assert!(out.contains("pruned 0 finished workflows"), "{out}");
+    worker.shutdown().await;
+}
+
+/// The first deploy: an activity, a sleep, an activity.
+struct V1;
+impl Workflow for V1 {
+    const NAME: &'static str = "versioned";
+    type Input = ();
+    type Output = u64;
+    async fn run(ctx: &mut WorkflowCtx, _: &()) -> Result<u64> {
+        let a = ctx.activity(Add(1)).await?;
+        ctx.sleep(Duration::from_millis(100)).await?;
+        Ok(a + ctx.activity(Add(10)).await?)
+    }
+}
+
+/// A deploy that replaced the sleep.
+struct Broken;
+impl Workflow for Broken {
+    const NAME: &'static str = "versioned";
+    type Input = ();
+    type Output = u64;
+    async fn run(ctx: &mut WorkflowCtx, _: &()) -> Result<u64> {
+        let a = ctx.activity(Add(1)).await?;
+        Ok(a + ctx.activity(Add(10)).await?)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_revives_a_workflow_parked_on_a_diverged_history_after_the_fix() {
+    let db = db();
+    let old = Engine::open(&db.url)
+        .await
+        .unwrap()
+        .sleep_in_memory_below(Duration::ZERO)
+        .register::<V1>();
+    let worker = old
+        .worker()
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    let id = old.dispatch::<V1>(()).await.unwrap();
+    wait_state(&old, id, WorkflowState::Sleeping).await;
+    worker.shutdown().await;
+
+    let broken = Engine::open(&db.url).await.unwrap().register::<Broken>();
+    let worker = broken
+        .worker()
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    wait_state(&broken, id, WorkflowState::Failed).await;
+    worker.shutdown().await;
+    let shown = stdout(&octane(&db.url, &["wf", "show", &id.to_string()]));
+    assert!(shown.contains(HISTORY_DIVERGED), "{shown}");
+
+    let fixed = Engine::open(&db.url).await.unwrap().register::<V1>();
+    let worker = fixed
+        .worker()
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    let out = stdout(&octane(&db.url, &["wf", "wake", &id.to_string()]));
+    assert!(out.contains("runnable again"), "{out}");
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(30), fixed.wait::<V1>(id))
+            .await
+            .unwrap()
+            .unwrap(),
+        13
+    );
+    worker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_one_clear_line_and_a_failing_exit_code() {
+    let db = db();
+    let engine = engine_for(&db.url).await;
+    let err = one_line_error(&octane(&db.url, &["wf", "show", "not-an-id"]));
+    assert!(
+        err.starts_with("error: `not-an-id` is not a workflow id"),
+        "{err}"
+    );
+
+    let unknown = WorkflowId::new();
+    let err = one_line_error(&octane(&db.url, &["wf", "show", &unknown.to_string()]));
+    assert_eq!(err, format!("error: no workflow with id {unknown}"));
+    let err = one_line_error(&octane(&db.url, &["wf", "cancel", &unknown.to_string()]));
+    assert_eq!(err, format!("error: no workflow with id {unknown}"));
+
+    let wallet = engine.dispatch::<Wallet>(()).await.unwrap();
+    let err = one_line_error(&octane(
+        &db.url,
+        &["wf", "signal", &wallet.to_string(), "deposit", "{cents:"],
+    ));
+    assert!(
+        err.starts_with("error: the body of signal `deposit` is not valid JSON:"),
+        "{err}"
+    );
+    assert!(engine
+        .store()
+        .pending_signals(wallet, vec!["deposit".into()], 5)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let err = one_line_error(&octane("sqlite:///no/such/dir/octane.db", &["wf", "list"]));
+    assert_eq!(err, "error: no database at `/no/such/dir/octane.db` (from --db sqlite:///no/such/dir/octane.db)");
+    let err = one_line_error(&octane(
+        "postgres://nobody:x@127.0.0.1:1/none",
+        &["wf", "list"],
+    ));
+    assert!(
+        err.starts_with("error: cannot open postgres://nobody:x@127.0.0.1:1/none"),
+        "{err}"
+    );
+    let err = one_line_error(&octane("mysql://x", &["wf", "list"]));
+    assert!(
+        err.contains("unsupported database url `mysql://x`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_demo_serves_loop_metrics_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_octane"))
+        .args(["demo", "--file"])
+        .arg(dir.path().join("demo.db"))
+        .args(["--metrics-addr", &addr, "--hold"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let finished = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("Serving metrics until Ctrl-C"));
+    assert!(finished, "the demo ran to the end");
+    let mut conn = TcpStream::connect(&addr).unwrap();
+    conn.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).unwrap();
+    demo.kill().unwrap();
+    demo.wait().unwrap();
+    let value = |name: &str| -> f64 {
+        body.lines()
+            .find(|l| l.starts_with(name) && l.contains("workflow=\"order\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no `{name}` for the order workflow in:\n{body}"))
+    };
+    assert!(value("octane_loop_iterations_total") >= 12.0);
+    assert!(value("octane_loop_checkpoints_total") >= 2.0);
+    assert!(value("octane_loop_iteration_seconds_count") >= 12.0);
+}
