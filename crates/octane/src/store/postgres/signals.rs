@@ -4,10 +4,8 @@
 use deadpool_postgres::Transaction;
 
 use super::leases::parse_id;
-use super::notify_runnable;
-use crate::store::{
-    Delivery, NewSignal, PendingSignal, SignalTarget, StoreError, WorkflowId, WorkflowState,
-};
+use super::{notify_runnable, workflows};
+use crate::store::{Delivery, NewSignal, PendingSignal, SignalTarget, StoreError, WorkflowId};
 
 /// Where a signal to `target` would go.
 pub(super) async fn resolve(
@@ -15,26 +13,7 @@ pub(super) async fn resolve(
     target: &SignalTarget,
 ) -> Result<Delivery, StoreError> {
     match target {
-        SignalTarget::Id(id) => {
-            let stmt = tx
-                .prepare_cached("SELECT state FROM workflows WHERE id = $1")
-                .await?;
-            let Some(row) = tx.query_opt(&stmt, &[&id.to_string()]).await? else {
-                return Ok(Delivery::NotFound);
-            };
-            let state: WorkflowState =
-                row.try_get::<_, String>(0)?
-                    .parse()
-                    .map_err(|detail| StoreError::Corrupt {
-                        table: "workflows",
-                        detail,
-                    })?;
-            Ok(if state.is_finished() {
-                Delivery::Finished(state)
-            } else {
-                Delivery::Delivered(*id)
-            })
-        }
+        SignalTarget::Id(id) => state_of(tx, *id, false).await,
         SignalTarget::Tags(tags) => {
             let keys: Vec<&String> = tags.keys().collect();
             let values: Vec<&String> = tags.values().collect();
@@ -72,7 +51,7 @@ pub(super) async fn deliver(
 ) -> Result<Delivery, StoreError> {
     let mut delivery = resolve(tx, &signal.target).await?;
     if let Delivery::Delivered(id) = delivery {
-        delivery = lock_unfinished(tx, id).await?;
+        delivery = state_of(tx, id, true).await?;
     }
     if let Delivery::Delivered(id) = delivery {
         let id = id.to_string();
@@ -97,21 +76,23 @@ pub(super) async fn deliver(
     Ok(delivery)
 }
 
-/// Locks the workflow's row and re-reads its state under the lock.
-async fn lock_unfinished(tx: &Transaction<'_>, id: WorkflowId) -> Result<Delivery, StoreError> {
-    let stmt = tx
-        .prepare_cached("SELECT state FROM workflows WHERE id = $1 FOR UPDATE")
-        .await?;
+/// Where a signal to `id` goes, from the workflow's state; with `lock`,
+/// the row is locked first and read under the lock.
+async fn state_of(
+    tx: &Transaction<'_>,
+    id: WorkflowId,
+    lock: bool,
+) -> Result<Delivery, StoreError> {
+    let sql = if lock {
+        "SELECT state FROM workflows WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT state FROM workflows WHERE id = $1"
+    };
+    let stmt = tx.prepare_cached(sql).await?;
     let Some(row) = tx.query_opt(&stmt, &[&id.to_string()]).await? else {
         return Ok(Delivery::NotFound);
     };
-    let state: WorkflowState =
-        row.try_get::<_, String>(0)?
-            .parse()
-            .map_err(|detail| StoreError::Corrupt {
-                table: "workflows",
-                detail,
-            })?;
+    let state = workflows::parse_state(&row)?;
     Ok(if state.is_finished() {
         Delivery::Finished(state)
     } else {

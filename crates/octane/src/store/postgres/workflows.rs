@@ -237,13 +237,7 @@ pub(super) async fn control(
     let Some(row) = tx.query_opt(&lock, &[&id.to_string()]).await? else {
         return Ok(None);
     };
-    let before: WorkflowState =
-        row.try_get::<_, String>(0)?
-            .parse()
-            .map_err(|detail| StoreError::Corrupt {
-                table: "workflows",
-                detail,
-            })?;
+    let before = parse_state(&row)?;
     let key = id.to_string();
     match control {
         Control::Cancel if !before.is_finished() => {
@@ -268,6 +262,16 @@ pub(super) async fn control(
         _ => {}
     }
     Ok(Some(before))
+}
+
+/// The state in the first column of `row`.
+pub(super) fn parse_state(row: &Row) -> Result<WorkflowState, StoreError> {
+    row.try_get::<_, String>(0)?
+        .parse()
+        .map_err(|detail| StoreError::Corrupt {
+            table: "workflows",
+            detail,
+        })
 }
 
 fn decode(row: &Row) -> Result<WorkflowInfo, StoreError> {
