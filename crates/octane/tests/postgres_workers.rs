@@ -133,7 +133,10 @@ async fn postgres_child_worker() {
     let _worker = engine
         .worker()
         .concurrency(32)
-        .lease_ttl(Duration::from_millis(500))
+        // Long enough that a heartbeat delayed by a busy machine (three
+        // workers and the server on two cores) never lets a live worker's
+        // lease lapse: then only the killed worker's steps may repeat.
+        .lease_ttl(Duration::from_secs(3))
         .poll_interval(Duration::from_millis(50))
         .spawn();
     std::future::pending::<()>().await;

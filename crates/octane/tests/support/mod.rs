@@ -164,7 +164,7 @@ macro_rules! store_tests {
 pub fn fast_worker(engine: &Engine) -> Worker {
     engine
         .worker()
-        .lease_ttl(Duration::from_millis(500))
+        .lease_ttl(Duration::from_secs(1))
         .poll_interval(Duration::from_millis(20))
         .spawn()
 }
