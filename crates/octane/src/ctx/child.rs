@@ -95,7 +95,7 @@ impl<W: Workflow> Child<'_, W> {
         };
         let run = ctx.run().clone();
         // The child must exist before we look at it.
-        run.commit(Vec::new(), Transition::Continue).await?;
+        run.flush().await?;
         let info = run.store().get(child).await?;
         let Some(info) = info.filter(|i| i.state.is_finished()) else {
             run.interrupt(Interrupt::Suspend(Suspend {

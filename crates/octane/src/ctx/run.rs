@@ -230,6 +230,24 @@ impl RunShared {
         p.last = Some(flush);
     }
 
+    /// Makes every write so far durable: commits what is pending, or, with
+    /// nothing pending, only waits for the write in flight (no round trip).
+    pub async fn flush(&self) -> Result<(), Error> {
+        let last = {
+            let p = self.pipeline.lock().expect("pipeline lock");
+            if !p.is_empty() {
+                None
+            } else {
+                Some(p.last.clone())
+            }
+        };
+        match last {
+            None => self.commit(Vec::new(), Transition::Continue).await,
+            Some(None) => Ok(()),
+            Some(Some(flush)) => flush.await.map_err(|e| self.on_store_error(&e)),
+        }
+    }
+
     /// Commits pending writes, `ops` and `transition` in one transaction,
     /// after every earlier write of the run, and waits until it is durable.
     pub async fn commit(&self, ops: Vec<WriteOp>, transition: Transition) -> Result<(), Error> {
