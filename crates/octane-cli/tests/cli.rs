@@ -118,6 +118,14 @@ impl Workflow for Wallet {
     }
 }
 
+/// A worker that polls often, so tests need not wait for its wake-ups.
+fn polling_worker(engine: &Engine) -> octane::Worker {
+    engine
+        .worker()
+        .poll_interval(Duration::from_millis(20))
+        .spawn()
+}
+
 async fn engine_for(url: &str) -> Engine {
     Engine::open(url)
         .await
@@ -131,10 +139,7 @@ async fn engine_for(url: &str) -> Engine {
 async fn list_filters_and_show_draws_a_loop_with_its_checkpoint() {
     let db = db();
     let engine = engine_for(&db.url).await;
-    let worker = engine
-        .worker()
-        .poll_interval(Duration::from_millis(20))
-        .spawn();
+    let worker = polling_worker(&engine);
     let looper = engine
         .dispatch::<Looper>(())
         .tag("tenant", "acme")
@@ -190,10 +195,7 @@ async fn list_filters_and_show_draws_a_loop_with_its_checkpoint() {
 async fn signal_cancel_and_prune_act_on_the_database() {
     let db = db();
     let engine = engine_for(&db.url).await;
-    let worker = engine
-        .worker()
-        .poll_interval(Duration::from_millis(20))
-        .spawn();
+    let worker = polling_worker(&engine);
     let paid = engine.dispatch::<Wallet>(()).await.unwrap();
     let dropped = engine.dispatch::<Wallet>(()).await.unwrap();
     wait_state(&engine, paid, WorkflowState::Sleeping).await;
@@ -272,29 +274,20 @@ async fn wake_revives_a_workflow_parked_on_a_diverged_history_after_the_fix() {
         .unwrap()
         .sleep_in_memory_below(Duration::ZERO)
         .register::<V1>();
-    let worker = old
-        .worker()
-        .poll_interval(Duration::from_millis(20))
-        .spawn();
+    let worker = polling_worker(&old);
     let id = old.dispatch::<V1>(()).await.unwrap();
     wait_state(&old, id, WorkflowState::Sleeping).await;
     worker.shutdown().await;
 
     let broken = Engine::open(&db.url).await.unwrap().register::<Broken>();
-    let worker = broken
-        .worker()
-        .poll_interval(Duration::from_millis(20))
-        .spawn();
+    let worker = polling_worker(&broken);
     wait_state(&broken, id, WorkflowState::Failed).await;
     worker.shutdown().await;
     let shown = stdout(&octane(&db.url, &["wf", "show", &id.to_string()]));
     assert!(shown.contains(HISTORY_DIVERGED), "{shown}");
 
     let fixed = Engine::open(&db.url).await.unwrap().register::<V1>();
-    let worker = fixed
-        .worker()
-        .poll_interval(Duration::from_millis(20))
-        .spawn();
+    let worker = polling_worker(&fixed);
     let out = stdout(&octane(&db.url, &["wf", "wake", &id.to_string()]));
     assert!(out.contains("runnable again"), "{out}");
     assert_eq!(

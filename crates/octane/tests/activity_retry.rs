@@ -69,21 +69,9 @@ impl Workflow for UsesFlaky {
 }
 
 async fn failing_twice_then_succeeding_is_retried_with_backoff_and_recorded_once(db: TestDb) {
-    let engine = db
-        .engine()
-        .await
-        .sleep_in_memory_below(Duration::ZERO)
-        .register::<UsesFlaky>();
-    let worker = fast_worker(&engine);
+    let (engine, worker) = flaky_engine(&db).await;
     let key = unique("flaky");
-    let id = engine
-        .dispatch::<UsesFlaky>(Flaky {
-            key: key.clone(),
-            failures: 2,
-            panic: false,
-        })
-        .await
-        .unwrap();
+    let id = run_flaky(&engine, key.clone(), 2, false).await;
     assert_eq!(wait_output::<UsesFlaky>(&engine, id).await, "ok 7");
     assert_eq!(executions(&key), 3);
     let times: Vec<Instant> = ATTEMPT_TIMES
@@ -119,53 +107,22 @@ async fn failing_twice_then_succeeding_is_retried_with_backoff_and_recorded_once
 }
 
 async fn a_panicking_activity_is_retried_and_the_worker_survives(db: TestDb) {
-    let engine = db
-        .engine()
-        .await
-        .sleep_in_memory_below(Duration::ZERO)
-        .register::<UsesFlaky>();
-    let worker = fast_worker(&engine);
+    let (engine, worker) = flaky_engine(&db).await;
     let key = unique("panic");
-    let id = engine
-        .dispatch::<UsesFlaky>(Flaky {
-            key: key.clone(),
-            failures: 1,
-            panic: true,
-        })
-        .await
-        .unwrap();
+    let id = run_flaky(&engine, key.clone(), 1, true).await;
     assert_eq!(wait_output::<UsesFlaky>(&engine, id).await, "ok 7");
     assert_eq!(executions(&key), 2);
     // The same worker goes on running other workflows.
     let other = unique("after-panic");
-    let id = engine
-        .dispatch::<UsesFlaky>(Flaky {
-            key: other,
-            failures: 0,
-            panic: false,
-        })
-        .await
-        .unwrap();
+    let id = run_flaky(&engine, other, 0, false).await;
     assert_eq!(wait_output::<UsesFlaky>(&engine, id).await, "ok 7");
     worker.shutdown().await;
 }
 
 async fn exhausted_retries_reach_the_workflow_and_replay_identically(db: TestDb) {
-    let engine = db
-        .engine()
-        .await
-        .sleep_in_memory_below(Duration::ZERO)
-        .register::<UsesFlaky>();
-    let worker = fast_worker(&engine);
+    let (engine, worker) = flaky_engine(&db).await;
     let key = unique("exhausted");
-    let id = engine
-        .dispatch::<UsesFlaky>(Flaky {
-            key: key.clone(),
-            failures: 100,
-            panic: false,
-        })
-        .await
-        .unwrap();
+    let id = run_flaky(&engine, key.clone(), 100, false).await;
     // The workflow slept after the failure and was replayed from its
     // history: the recorded failure came back, the activity did not rerun.
     let out = wait_output::<UsesFlaky>(&engine, id).await;
@@ -176,6 +133,27 @@ async fn exhausted_retries_reach_the_workflow_and_replay_identically(db: TestDb)
     assert_eq!(event.error.as_deref(), Some("flaky failure on purpose"));
     assert!(event.done);
     worker.shutdown().await;
+}
+
+async fn flaky_engine(db: &TestDb) -> (Engine, octane::Worker) {
+    let engine = db
+        .engine()
+        .await
+        .sleep_in_memory_below(Duration::ZERO)
+        .register::<UsesFlaky>();
+    let worker = fast_worker(&engine);
+    (engine, worker)
+}
+
+async fn run_flaky(engine: &Engine, key: String, failures: u64, panic: bool) -> WorkflowId {
+    engine
+        .dispatch::<UsesFlaky>(Flaky {
+            key,
+            failures,
+            panic,
+        })
+        .await
+        .unwrap()
 }
 
 store_tests!(

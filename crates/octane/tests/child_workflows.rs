@@ -79,18 +79,7 @@ async fn a_parent_gets_its_childs_output_and_replays_it_after_the_child_is_prune
         .unwrap();
     assert_eq!(children.len(), 1);
     let child = children[0].id;
-    support::eventually(
-        "the parent to wait on its signal",
-        Duration::from_secs(30),
-        || async {
-            let history = engine.history(parent).await.unwrap();
-            history
-                .iter()
-                .any(|h| h.event.kind == octane::history::EventKind::ChildOutput)
-                .then_some(())
-        },
-    )
-    .await;
+    child_outcome_recorded(&engine, parent).await;
     assert_eq!(
         engine.get(child).await.unwrap().state,
         WorkflowState::Completed
@@ -119,8 +108,19 @@ async fn a_childs_failure_reaches_the_parent_as_an_error_it_can_handle(db: TestD
     let worker = fast_worker(&engine);
     let key = unique("failing");
     let parent = engine.dispatch::<Parent>((key.clone(), 13)).await.unwrap();
+    child_outcome_recorded(&engine, parent).await;
+    engine.signal(Resume).to(parent).await.unwrap();
+    assert_eq!(
+        wait_output::<Parent>(&engine, parent).await,
+        "child failed: unlucky number 13"
+    );
+    worker.shutdown().await;
+}
+
+/// Waits until the parent has recorded its child's outcome.
+async fn child_outcome_recorded(engine: &Engine, parent: WorkflowId) {
     support::eventually(
-        "the parent to record the outcome",
+        "the parent to record its child's outcome",
         Duration::from_secs(30),
         || async {
             let history = engine.history(parent).await.unwrap();
@@ -131,12 +131,6 @@ async fn a_childs_failure_reaches_the_parent_as_an_error_it_can_handle(db: TestD
         },
     )
     .await;
-    engine.signal(Resume).to(parent).await.unwrap();
-    assert_eq!(
-        wait_output::<Parent>(&engine, parent).await,
-        "child failed: unlucky number 13"
-    );
-    worker.shutdown().await;
 }
 
 store_tests!(
