@@ -1,7 +1,8 @@
 //! `octane wf …` and `octane prune`: inspect and steer stored workflows.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use octane::history::{iteration_of, EventKind};
@@ -70,8 +71,13 @@ pub async fn show(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
     if let Some(err) = &info.error {
         println!("error     {err}");
     }
+    println!(
+        "created   {}, last changed {}",
+        time(info.created_at),
+        time(info.updated_at)
+    );
     if let Some(at) = info.wake_at {
-        println!("wake at   {at} (ms since the epoch)");
+        println!("wake at   {}", time(at));
     }
     let history = engine.history(id).await?;
     println!("history ({} stored events)", history.len());
@@ -81,9 +87,21 @@ pub async fn show(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One line per active event, indented by depth; a loop's line tells its
-/// checkpoint, and how many iterations are forgotten and how many of those
-/// are still stored; its state follows, pretty-printed.
+/// A time in ms since the epoch, as RFC 3339 in UTC; `-` for 0 (an event
+/// stored before events carried their time).
+fn time(ms: i64) -> String {
+    match u64::try_from(ms) {
+        Ok(ms) if ms > 0 => {
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+        }
+        _ => "-".to_string(),
+    }
+}
+
+/// One line per active event: when it was written, then the step indented
+/// by depth. A loop's line tells its checkpoint, and how many iterations are
+/// forgotten and how many of those are still stored; its state follows,
+/// pretty-printed.
 pub fn render_tree(history: &[HistoryEntry]) -> Vec<String> {
     let mut lines = Vec::new();
     for entry in history.iter().filter(|h| !h.forgotten) {
@@ -91,7 +109,8 @@ pub fn render_tree(history: &[HistoryEntry]) -> Vec<String> {
         let depth = e.location.coordinates().len().saturating_sub(1);
         let indent = "  ".repeat(depth + 1);
         let mut line = format!(
-            "{indent}{:<12} v{} {}",
+            "{:<24}{indent}{:<12} v{} {}",
+            time(e.recorded_at),
             e.location.to_string(),
             e.version,
             e.kind
@@ -121,7 +140,7 @@ pub fn render_tree(history: &[HistoryEntry]) -> Vec<String> {
                     } else {
                         "       ".to_string()
                     };
-                    lines.push(format!("{indent}  {head}{l}"));
+                    lines.push(format!("{:<24}{indent}  {head}{l}", ""));
                 }
                 continue;
             }
@@ -174,8 +193,20 @@ pub async fn cancel(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prunes in batches; on a terminal, a running count shows how far it got.
 pub async fn prune(engine: &Engine, older_than: Duration) -> anyhow::Result<()> {
-    let n = engine.prune(older_than).await?;
+    let terminal = std::io::stderr().is_terminal();
+    let n = engine
+        .prune_with_progress(older_than, |total| {
+            if terminal {
+                eprint!("\rpruning… {total} deleted so far");
+            }
+        })
+        .await;
+    if terminal {
+        eprint!("\r\x1b[2K");
+    }
+    let n = n?;
     println!(
         "pruned {n} finished workflow{} older than {}",
         if n == 1 { "" } else { "s" },

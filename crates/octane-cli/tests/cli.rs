@@ -137,6 +137,7 @@ async fn engine_for(url: &str) -> Engine {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_filters_and_show_draws_a_loop_with_its_checkpoint() {
+    let started = std::time::SystemTime::now();
     let db = db();
     let engine = engine_for(&db.url).await;
     let worker = polling_worker(&engine);
@@ -187,6 +188,20 @@ async fn list_filters_and_show_draws_a_loop_with_its_checkpoint() {
     assert!(
         !tree.contains("{1, 19, 1}"),
         "forgotten iterations are not drawn: {tree}"
+    );
+    let step = tree
+        .lines()
+        .find(|l| l.contains("{1, 22, 1}"))
+        .expect("iteration 22's step");
+    let written = step
+        .split_whitespace()
+        .next()
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .unwrap_or_else(|| panic!("the step's line starts with its time: {step}"));
+    // RFC 3339 with milliseconds: allow for the truncation.
+    assert!(
+        written + Duration::from_millis(1) >= started && written <= std::time::SystemTime::now(),
+        "the step was written during the test: {step}"
     );
     worker.shutdown().await;
 }

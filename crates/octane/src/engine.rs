@@ -27,6 +27,9 @@ use crate::workflow::Workflow;
 /// The default cap on a loop's serialized state: 1 MiB.
 pub const DEFAULT_MAX_LOOP_STATE: usize = 1 << 20;
 
+/// How many workflows one pruning transaction deletes at most.
+const PRUNE_BATCH: usize = 500;
+
 /// How a registered workflow's run failed before or after its code.
 pub(crate) enum RunError {
     /// The stored input does not deserialize.
@@ -68,6 +71,7 @@ fn check_input<W: Workflow>(json: &str) -> Result<(), String> {
 pub(crate) struct EngineConfig {
     pub max_loop_state: usize,
     pub sleep_in_memory_below: Duration,
+    pub retain_finished: Option<Duration>,
 }
 
 pub(crate) struct Inner {
@@ -125,6 +129,7 @@ impl Engine {
                 config: RwLock::new(EngineConfig {
                     max_loop_state: DEFAULT_MAX_LOOP_STATE,
                     sleep_in_memory_below: Duration::from_secs(1),
+                    retain_finished: None,
                 }),
                 runnable,
                 bus: MessageBus::new(),
@@ -165,6 +170,20 @@ impl Engine {
             .write()
             .expect("config lock")
             .sleep_in_memory_below = d;
+        self
+    }
+
+    /// Keeps finished workflows (completed, failed or cancelled) for `d`
+    /// after they finish; then this engine's workers delete them with their
+    /// history, checking every quarter of `d` (at least every minute).
+    /// Without it, finished workflows stay until [`Engine::prune`]. A parent
+    /// that already recorded a child's outcome does not need the child.
+    pub fn retain_finished(self, d: Duration) -> Self {
+        self.inner
+            .config
+            .write()
+            .expect("config lock")
+            .retain_finished = Some(d);
         self
     }
 
@@ -465,10 +484,38 @@ impl Engine {
     /// their history. Returns how many.
     ///
     /// # Errors
-    /// A store error.
+    /// A store error; the batches deleted before it stay deleted.
     pub async fn prune(&self, older_than: Duration) -> Result<u64, Error> {
+        self.prune_with_progress(older_than, |_| {}).await
+    }
+
+    /// [`Engine::prune`], in transactions of at most 500 workflows so that
+    /// a large prune never holds the database for long; `progress` gets the
+    /// running total after each batch that deleted something.
+    ///
+    /// Only workflows that had finished when the call started are deleted,
+    /// so the prune ends even while others keep finishing.
+    ///
+    /// # Errors
+    /// A store error; the batches deleted before it stay deleted.
+    pub async fn prune_with_progress(
+        &self,
+        older_than: Duration,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, Error> {
         let before = now_ms().saturating_sub(crate::clock::duration_ms(older_than));
-        Ok(self.inner.store.prune(before).await?)
+        let mut total = 0;
+        loop {
+            let n = self.inner.store.prune(before, PRUNE_BATCH).await?;
+            total += n;
+            if n > 0 {
+                metrics::counter!("octane_pruned_total").increment(n);
+                progress(total);
+            }
+            if n < PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
     }
 
     /// Every stored event of a workflow in history order, each marked

@@ -66,6 +66,16 @@ async fn three_steps_complete_and_wait_returns_output(db: TestDb) {
             ("{3}".into(), "step".into())
         ]
     );
+    let times: Vec<i64> = history.iter().map(|h| h.event.recorded_at).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1])
+            && times[0] >= info.created_at
+            && times[2] <= info.updated_at,
+        "each step carries the time it was written, between creation and completion: {times:?} \
+         (created {}, completed {})",
+        info.created_at,
+        info.updated_at
+    );
     worker.shutdown().await;
 }
 

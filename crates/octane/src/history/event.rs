@@ -127,6 +127,12 @@ pub struct Event {
     /// Finished: an activity that succeeded or failed for good, a loop that
     /// broke. An unfinished activity is one still being retried.
     pub done: bool,
+    /// When the store last wrote the event (ms since the epoch), for
+    /// operators; replay never reads it. Set by the store from the commit's
+    /// clock, so a new event carries 0 until it is read back; events stored
+    /// before the column existed read as 0.
+    #[serde(default)]
+    pub recorded_at: i64,
 }
 
 impl Event {
@@ -143,6 +149,7 @@ impl Event {
             attempts: 0,
             iteration: 0,
             done: false,
+            recorded_at: 0,
         }
     }
 

@@ -164,9 +164,11 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<PendingSignal>, StoreError>;
 
-    /// Deletes finished workflows last changed before `before` (ms since the
-    /// epoch), with their history; returns how many.
-    async fn prune(&self, before: i64) -> Result<u64, StoreError>;
+    /// Deletes at most `limit` finished workflows last changed before
+    /// `before` (ms since the epoch), oldest first, with their history;
+    /// returns how many. The limit keeps each transaction short, however
+    /// many workflows are due.
+    async fn prune(&self, before: i64, limit: usize) -> Result<u64, StoreError>;
 
     /// Asks the store to tell `notify` whenever it learns that another
     /// process made a workflow runnable. Stores without such a channel rely

@@ -8,6 +8,7 @@
 //! `poll_interval` (which covers work created by other processes).
 
 mod heartbeat;
+mod retention;
 mod runner;
 
 use std::collections::HashMap;
@@ -148,6 +149,7 @@ impl Drop for AbortOnDrop {
 
 async fn run(shared: Arc<WorkerShared>) {
     let _heartbeat = AbortOnDrop(tokio::spawn(heartbeat::run(shared.clone())));
+    let _retention = AbortOnDrop(tokio::spawn(retention::run(shared.clone())));
     let slots = Arc::new(Semaphore::new(shared.concurrency));
     let mut runs = JoinSet::new();
     let names = shared.engine.registered_names();

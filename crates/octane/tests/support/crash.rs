@@ -170,8 +170,8 @@ impl Store for CrashAfter {
     ) -> Result<Vec<PendingSignal>, StoreError> {
         self.inner.pending_signals(id, names, limit).await
     }
-    async fn prune(&self, before: i64) -> Result<u64, StoreError> {
-        self.inner.prune(before).await
+    async fn prune(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
+        self.inner.prune(before, limit).await
     }
     async fn control(
         &self,

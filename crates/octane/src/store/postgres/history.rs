@@ -10,7 +10,7 @@ use crate::history::{
 use crate::store::{StoreError, WorkflowId, WriteOp};
 
 const EVENT_COLUMNS: &str =
-    "location, version, kind, name, input_hash, data, error, attempts, iteration, done";
+    "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at";
 
 /// The active history: first the loop events (to learn which iterations are
 /// forgotten), then only the key ranges outside forgotten iterations.
@@ -67,6 +67,7 @@ pub(super) async fn apply(
     tx: &Transaction<'_>,
     workflow: WorkflowId,
     ops: &[WriteOp],
+    now: i64,
 ) -> Result<(), StoreError> {
     let id = workflow.to_string();
     for op in ops {
@@ -75,12 +76,13 @@ pub(super) async fn apply(
                 let stmt = tx
                     .prepare_cached(
                         "INSERT INTO events
-                         (workflow_id, location, version, kind, name, input_hash, data, error, attempts, iteration, done)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                         (workflow_id, location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                          ON CONFLICT (workflow_id, location) DO UPDATE SET
                            version = EXCLUDED.version, kind = EXCLUDED.kind, name = EXCLUDED.name,
                            input_hash = EXCLUDED.input_hash, data = EXCLUDED.data, error = EXCLUDED.error,
-                           attempts = EXCLUDED.attempts, iteration = EXCLUDED.iteration, done = EXCLUDED.done",
+                           attempts = EXCLUDED.attempts, iteration = EXCLUDED.iteration, done = EXCLUDED.done,
+                           recorded_at = EXCLUDED.recorded_at",
                     )
                     .await?;
                 let version =
@@ -104,6 +106,7 @@ pub(super) async fn apply(
                         &i64::try_from(e.iteration)
                             .map_err(|_| corrupt("iteration", e.iteration))?,
                         &e.done,
+                        &now,
                     ],
                 )
                 .await?;
@@ -148,6 +151,7 @@ fn decode_event(row: &Row) -> Result<Event, StoreError> {
         attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts", attempts))?,
         iteration: decode_u64("iteration", row.try_get(8)?)?,
         done: row.try_get(9)?,
+        recorded_at: row.try_get(10)?,
     })
 }
 

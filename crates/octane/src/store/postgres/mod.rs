@@ -188,7 +188,7 @@ impl Store for PostgresStore {
     async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
         in_tx!(self, tx => {
             leases::fence(&tx, lease).await?;
-            history::apply(&tx, lease.workflow_id, &batch.ops).await?;
+            history::apply(&tx, lease.workflow_id, &batch.ops, batch.now).await?;
             workflows::transition(&tx, lease.workflow_id, &batch.transition, batch.now).await?
         })
     }
@@ -226,8 +226,8 @@ impl Store for PostgresStore {
         in_tx!(self, tx => signals::pending(&tx, id, &names, limit).await?)
     }
 
-    async fn prune(&self, before: i64) -> Result<u64, StoreError> {
-        in_tx!(self, tx => workflows::prune(&tx, before).await?)
+    async fn prune(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
+        in_tx!(self, tx => workflows::prune(&tx, before, limit).await?)
     }
 
     async fn control(

@@ -10,9 +10,10 @@
 //! history order and a loop's iterations form one contiguous key range.
 
 /// `(version, SQL)` pairs, applied in order by [`super::migrate`].
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE workflows (
     id            TEXT PRIMARY KEY,
     name          TEXT NOT NULL,
@@ -70,4 +71,17 @@ CREATE TABLE signals (
 );
 CREATE INDEX signals_by_workflow ON signals (workflow_id, name, seq);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- When each event was last written (ms since the epoch), for operators.
+ALTER TABLE events ADD COLUMN recorded_at BIGINT NOT NULL DEFAULT 0;
+
+-- Pruning finds finished workflows by age and deletes by workflow.
+CREATE INDEX workflows_finished ON workflows (updated_at)
+    WHERE state IN ('completed', 'failed', 'cancelled');
+CREATE INDEX workflow_tags_by_workflow ON workflow_tags (workflow_id);
+"#,
+    ),
+];

@@ -205,24 +205,39 @@ async fn finished(tx: &Transaction<'_>, id: &str, now: i64) -> Result<(), StoreE
     Ok(())
 }
 
-/// Deletes finished workflows last changed before `before`, with their
-/// events, tags and signals.
-pub(super) async fn prune(tx: &Transaction<'_>, before: i64) -> Result<u64, StoreError> {
-    const DONE: &str = "SELECT id FROM workflows
-        WHERE state IN ('completed', 'failed', 'cancelled') AND updated_at < $1";
-    for table in ["events", "signals", "workflow_tags"] {
+/// Deletes at most `limit` finished workflows last changed before `before`,
+/// oldest first, with their events, tags and signals.
+pub(super) async fn prune(
+    tx: &Transaction<'_>,
+    before: i64,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    // SKIP LOCKED: two pruners (workers with retention on) split the work
+    // instead of queueing behind each other's row locks.
+    let ids: Vec<String> = tx
+        .query(
+            "SELECT id FROM workflows
+             WHERE state IN ('completed', 'failed', 'cancelled') AND updated_at < $1
+             ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            &[&before, &i64::try_from(limit).unwrap_or(i64::MAX)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    for table in ["events", "signals", "workflow_tags", "workflows"] {
+        let column = if table == "workflows" {
+            "id"
+        } else {
+            "workflow_id"
+        };
         tx.execute(
-            &format!("DELETE FROM {table} WHERE workflow_id IN ({DONE})"),
-            &[&before],
+            &format!("DELETE FROM {table} WHERE {column} = ANY($1)"),
+            &[&ids],
         )
         .await?;
     }
-    Ok(tx
-        .execute(
-            "DELETE FROM workflows WHERE state IN ('completed', 'failed', 'cancelled') AND updated_at < $1",
-            &[&before],
-        )
-        .await?)
+    Ok(ids.len() as u64)
 }
 
 pub(super) async fn control(

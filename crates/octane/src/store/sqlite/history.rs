@@ -10,7 +10,7 @@ use crate::history::{
 use crate::store::{StoreError, WorkflowId, WriteOp};
 
 const EVENT_COLUMNS: &str =
-    "location, version, kind, name, input_hash, data, error, attempts, iteration, done";
+    "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at";
 
 /// The active history: first the loop events (to learn which iterations are
 /// forgotten), then only the key ranges outside forgotten iterations.
@@ -68,6 +68,7 @@ pub(super) fn apply(
     conn: &Connection,
     workflow: WorkflowId,
     ops: &[WriteOp],
+    now: i64,
 ) -> Result<(), StoreError> {
     let id = workflow.to_string();
     for op in ops {
@@ -75,8 +76,8 @@ pub(super) fn apply(
             WriteOp::Put(e) => {
                 let mut stmt = conn.prepare_cached(
                     "INSERT OR REPLACE INTO events
-                     (workflow_id, location, version, kind, name, input_hash, data, error, attempts, iteration, done)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                     (workflow_id, location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )?;
                 stmt.execute(rusqlite::params![
                     id,
@@ -90,6 +91,7 @@ pub(super) fn apply(
                     e.attempts,
                     encode_u64("iteration", e.iteration)?,
                     e.done,
+                    now,
                 ])?;
             }
             WriteOp::ForgetIterations {
@@ -123,6 +125,7 @@ type RawEvent = (
     u32,
     i64,
     bool,
+    i64,
 );
 
 fn read_row(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
@@ -137,11 +140,24 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
         r.get(7)?,
         r.get(8)?,
         r.get(9)?,
+        r.get(10)?,
     ))
 }
 
 fn decode_event(raw: RawEvent) -> Result<Event, StoreError> {
-    let (location, version, kind, name, input_hash, data, error, attempts, iteration, done) = raw;
+    let (
+        location,
+        version,
+        kind,
+        name,
+        input_hash,
+        data,
+        error,
+        attempts,
+        iteration,
+        done,
+        recorded_at,
+    ) = raw;
     Ok(Event {
         location: decode_location(&location)?,
         version,
@@ -156,6 +172,7 @@ fn decode_event(raw: RawEvent) -> Result<Event, StoreError> {
         attempts,
         iteration: decode_u64("iteration", iteration)?,
         done,
+        recorded_at,
     })
 }
 

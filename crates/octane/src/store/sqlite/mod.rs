@@ -206,7 +206,7 @@ impl Store for SqliteStore {
         self.writer
             .write(move |c| {
                 leases::fence(c, &lease)?;
-                history::apply(c, lease.workflow_id, &batch.ops)?;
+                history::apply(c, lease.workflow_id, &batch.ops, batch.now)?;
                 workflows::transition(c, lease.workflow_id, &batch.transition, batch.now)
             })
             .await
@@ -250,9 +250,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn prune(&self, before: i64) -> Result<u64, StoreError> {
+    async fn prune(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
         self.writer
-            .write(move |c| workflows::prune(c, before))
+            .write(move |c| workflows::prune(c, before, limit))
             .await
     }
 

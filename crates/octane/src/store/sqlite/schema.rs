@@ -73,4 +73,16 @@ CREATE TABLE signals (
 CREATE INDEX signals_by_workflow ON signals (workflow_id, name, seq);
 "#,
     ),
+    (
+        3,
+        r#"
+-- When each event was last written (ms since the epoch), for operators.
+ALTER TABLE events ADD COLUMN recorded_at INTEGER NOT NULL DEFAULT 0;
+
+-- Pruning finds finished workflows by age and deletes by workflow.
+CREATE INDEX workflows_finished ON workflows (updated_at)
+    WHERE state IN ('completed', 'failed', 'cancelled');
+CREATE INDEX workflow_tags_by_workflow ON workflow_tags (workflow_id);
+"#,
+    ),
 ];

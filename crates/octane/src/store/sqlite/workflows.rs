@@ -172,23 +172,29 @@ fn finished(conn: &Connection, id: &str, now: i64) -> Result<(), StoreError> {
 
 /// Deletes finished workflows last changed before `before`, with their
 /// events, tags and signals.
-pub(super) fn prune(conn: &Connection, before: i64) -> Result<u64, StoreError> {
-    const DONE: &str = "SELECT id FROM workflows
-        WHERE state IN ('completed', 'failed', 'cancelled') AND updated_at < ?1";
-    conn.prepare_cached(&format!("DELETE FROM events WHERE workflow_id IN ({DONE})"))?
-        .execute([before])?;
-    conn.prepare_cached(&format!(
-        "DELETE FROM signals WHERE workflow_id IN ({DONE})"
-    ))?
-    .execute([before])?;
-    conn.prepare_cached(&format!(
-        "DELETE FROM workflow_tags WHERE workflow_id IN ({DONE})"
-    ))?
-    .execute([before])?;
-    let n = conn
-        .prepare_cached("DELETE FROM workflows WHERE state IN ('completed', 'failed', 'cancelled') AND updated_at < ?1")?
-        .execute([before])?;
-    Ok(u64::try_from(n).unwrap_or(u64::MAX))
+pub(super) fn prune(conn: &Connection, before: i64, limit: usize) -> Result<u64, StoreError> {
+    let ids = conn
+        .prepare_cached(
+            "SELECT id FROM workflows
+             WHERE state IN ('completed', 'failed', 'cancelled') AND updated_at < ?1
+             ORDER BY updated_at LIMIT ?2",
+        )?
+        .query_map((before, i64::try_from(limit).unwrap_or(i64::MAX)), |r| {
+            r.get::<_, String>(0)
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    for table in ["events", "signals", "workflow_tags"] {
+        let mut delete =
+            conn.prepare_cached(&format!("DELETE FROM {table} WHERE workflow_id = ?1"))?;
+        for id in &ids {
+            delete.execute([id])?;
+        }
+    }
+    let mut delete = conn.prepare_cached("DELETE FROM workflows WHERE id = ?1")?;
+    for id in &ids {
+        delete.execute([id])?;
+    }
+    Ok(ids.len() as u64)
 }
 
 pub(super) fn control(

@@ -1,0 +1,131 @@
+//! Finished workflows leave the database: `Engine::prune` in batches, and
+//! the workers' own pruning once `retain_finished` has passed.
+
+mod support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use octane::prelude::*;
+use octane::{Error, ListFilter, WorkflowState};
+use support::{eventually, fast_worker, wait_output, wait_state, TestDb};
+
+/// Finishes at once.
+struct Echo;
+impl Workflow for Echo {
+    const NAME: &'static str = "echo";
+    type Input = u32;
+    type Output = u32;
+    async fn run(_ctx: &mut WorkflowCtx, n: &u32) -> Result<u32> {
+        Ok(*n)
+    }
+}
+
+/// Never finishes within a test.
+struct Sleeper;
+impl Workflow for Sleeper {
+    const NAME: &'static str = "sleeper";
+    type Input = ();
+    type Output = ();
+    async fn run(ctx: &mut WorkflowCtx, _: &()) -> Result<()> {
+        ctx.sleep(Duration::from_secs(3600)).await?;
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+async fn prune_deletes_finished_workflows_in_batches_and_nothing_else(db: TestDb) {
+    const FINISHED: u32 = 1_100;
+    let engine = db.engine().await.register::<Echo>().register::<Sleeper>();
+    let worker = fast_worker(&engine);
+    let sleeper = engine.dispatch::<Sleeper>(()).await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..FINISHED {
+        ids.push(engine.dispatch::<Echo>(n).tag("batch", "a").await.unwrap());
+    }
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(wait_output::<Echo>(&engine, *id).await, n as u32);
+    }
+    wait_state(&engine, sleeper, WorkflowState::Sleeping).await;
+    worker.shutdown().await;
+    // Finished strictly before the prune's cut-off.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    let mut progress = Vec::new();
+    let pruned = engine
+        .prune_with_progress(Duration::ZERO, |total| progress.push(total))
+        .await
+        .unwrap();
+    assert_eq!(pruned, u64::from(FINISHED));
+    assert_eq!(progress, [500, 1000, 1100], "one report per batch");
+    for id in [ids[0], ids[777], ids[1_099]] {
+        assert!(
+            matches!(engine.get(id).await, Err(Error::WorkflowNotFound { .. })),
+            "{id} was pruned"
+        );
+        assert!(
+            matches!(
+                engine.history(id).await,
+                Err(Error::WorkflowNotFound { .. })
+            ),
+            "{id}'s history went with it"
+        );
+    }
+    let tagged = engine
+        .list(ListFilter::default().tag("batch", "a"))
+        .await
+        .unwrap();
+    assert!(tagged.is_empty(), "their tags went too: {tagged:?}");
+    let left = engine.list(ListFilter::default()).await.unwrap();
+    assert_eq!(
+        left.iter().map(|w| w.id).collect::<Vec<_>>(),
+        [sleeper],
+        "the sleeping workflow stays"
+    );
+    assert_eq!(engine.prune(Duration::ZERO).await.unwrap(), 0);
+}
+
+async fn workers_delete_finished_workflows_once_their_retention_has_passed(db: TestDb) {
+    let retain = Duration::from_secs(1);
+    let engine = db
+        .engine()
+        .await
+        .register::<Echo>()
+        .register::<Sleeper>()
+        .retain_finished(retain);
+    let worker = fast_worker(&engine);
+    let sleeper = engine.dispatch::<Sleeper>(()).await.unwrap();
+    let id = engine.dispatch::<Echo>(7).await.unwrap();
+    let finished_at = wait_state(&engine, id, WorkflowState::Completed)
+        .await
+        .updated_at;
+    // Polled every 10 ms, so the first miss is seen soon after the delete:
+    // a prune before the retention had passed would be caught.
+    let gone_at = eventually(
+        "the finished workflow to be pruned",
+        Duration::from_secs(20),
+        || async {
+            matches!(engine.get(id).await, Err(Error::WorkflowNotFound { .. })).then(now_ms)
+        },
+    )
+    .await;
+    assert!(
+        gone_at >= finished_at + 1_000,
+        "kept for the whole retention: finished at {finished_at}, gone at {gone_at}"
+    );
+    wait_state(&engine, sleeper, WorkflowState::Sleeping).await;
+    worker.shutdown().await;
+}
+
+store_tests!(
+    prune_deletes_finished_workflows_in_batches_and_nothing_else,
+    workers_delete_finished_workflows_once_their_retention_has_passed,
+);
