@@ -102,6 +102,10 @@ pub struct SqliteStore {
     readers: Arc<ReaderPool>,
 }
 
+/// Prepared statements kept per connection: more than the store has, so
+/// none is parsed twice.
+const STATEMENT_CACHE: usize = 64;
+
 struct ReaderPool {
     options: Options,
     idle: Mutex<Vec<Connection>>,
@@ -117,6 +121,7 @@ impl ReaderPool {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(conn)
     }
 
@@ -177,6 +182,11 @@ fn open_writer(options: &Options) -> Result<Connection, StoreError> {
         },
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Savepoint journals (one per job of a group) stay in memory instead of
+    // temporary files.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Every statement the store runs stays parsed (the default keeps 16).
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate::migrate(&mut conn)?;
     Ok(conn)
 }

@@ -2,8 +2,9 @@
 //!
 //! One thread owns the only write connection. Callers send it jobs; the
 //! thread takes every job already queued (up to [`MAX_GROUP`]), runs each in
-//! its own `SAVEPOINT` inside one transaction, commits once — one fsync for
-//! the whole group — and only then answers each caller. A lone job is never
+//! its own `SAVEPOINT` inside one transaction (a lone job needs none),
+//! commits once — one fsync for the whole group — and only then answers each
+//! caller. A lone job is never
 //! held back waiting for company: the group is whatever has queued up while
 //! the previous commit was in flight, so batching grows with load.
 //!
@@ -93,21 +94,25 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
             }
         }
         let size = group.len();
-        let replies = match conn.execute_batch("BEGIN IMMEDIATE") {
-            Ok(()) => run_group(&conn, group),
-            Err(e) => {
-                let e = StoreError::from(e);
-                // The jobs never ran; tell each caller.
-                for job in group {
-                    let (_, reply) = job(Err(&e));
-                    reply(Some(&e));
-                }
-                continue;
+        if let Err(e) = execute(&conn, "BEGIN IMMEDIATE") {
+            // The jobs never ran; tell each caller.
+            for job in group {
+                let (_, reply) = job(Err(&e));
+                reply(Some(&e));
             }
+            continue;
+        }
+        let replies = if size == 1 {
+            run_alone(&conn, group.pop().expect("one job"))
+        } else {
+            run_group(&conn, group)
         };
-        let outcome = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        let Some(replies) = replies else {
+            continue;
+        };
+        let outcome = execute(&conn, "COMMIT");
         if outcome.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = execute(&conn, "ROLLBACK");
         }
         metrics::histogram!("octane_sqlite_group_size").record(size as f64);
         for reply in replies {
@@ -116,27 +121,45 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
     }
 }
 
-fn run_group(conn: &Connection, group: Vec<Job>) -> Vec<Reply> {
+/// Runs one statement from the connection's statement cache: the group's
+/// control statements run for every commit, so they are parsed once.
+fn execute(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+/// A lone job needs no savepoint: if it fails, the whole transaction is
+/// rolled back (and `None` says there is nothing left to commit).
+fn run_alone(conn: &Connection, job: Job) -> Option<Vec<Reply>> {
+    let (ok, reply) = job(Ok(conn));
+    if ok {
+        return Some(vec![reply]);
+    }
+    let rollback = execute(conn, "ROLLBACK");
+    reply(rollback.as_ref().err());
+    None
+}
+
+/// Each job in its own savepoint, so that a failing job fails alone.
+fn run_group(conn: &Connection, group: Vec<Job>) -> Option<Vec<Reply>> {
     let mut replies = Vec::with_capacity(group.len());
     for job in group {
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-            let e = StoreError::from(e);
+        if let Err(e) = execute(conn, "SAVEPOINT job") {
             let (_, reply) = job(Err(&e));
             reply(Some(&e));
             continue;
         }
         let (ok, reply) = job(Ok(conn));
         let end = if ok {
-            "RELEASE job"
+            execute(conn, "RELEASE job")
         } else {
-            "ROLLBACK TO job; RELEASE job"
+            execute(conn, "ROLLBACK TO job").and_then(|()| execute(conn, "RELEASE job"))
         };
-        if let Err(e) = conn.execute_batch(end) {
-            let e = StoreError::from(e);
+        if let Err(e) = end {
             reply(Some(&e));
             continue;
         }
         replies.push(reply);
     }
-    replies
+    Some(replies)
 }
