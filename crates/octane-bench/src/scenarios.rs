@@ -191,6 +191,7 @@ pub async fn run_all(
     stores: &Stores,
     sizes: &Sizes,
     progress: &ProgressBar,
+    wanted: &dyn Fn(&[&str]) -> bool,
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
     step(progress, "raw commits");
@@ -206,40 +207,59 @@ pub async fn run_all(
         ("loop_activity_c1", 1, true),
         ("loop_activity_c20", 20, true),
     ] {
+        let timed = key == "loop_activity_c20";
+        let keys: &[&str] = if timed {
+            &[key, "loop_iter_p50_us", "loop_iter_p99_us"]
+        } else {
+            &[key]
+        };
+        if !wanted(keys) {
+            continue;
+        }
         step(progress, key);
         let mut spec = LoopSpec::new(sizes.loop_iterations, commit_every);
         spec.activity = activity;
-        spec.timed = key == "loop_activity_c20";
+        spec.timed = timed;
         ITERATION_STARTS.lock().unwrap().clear();
         figures.insert(key, loop_rate(stores, spec).await?);
         progress.inc(1);
     }
     let starts = std::mem::take(&mut *ITERATION_STARTS.lock().unwrap());
-    let gaps = sorted(
-        starts
-            .windows(2)
-            .map(|w| (w[1] - w[0]).as_secs_f64() * 1e6)
-            .collect(),
-    );
-    figures.insert("loop_iter_p50_us", percentile(&gaps, 50));
-    figures.insert("loop_iter_p99_us", percentile(&gaps, 99));
+    if starts.len() > 1 {
+        let gaps = sorted(
+            starts
+                .windows(2)
+                .map(|w| (w[1] - w[0]).as_secs_f64() * 1e6)
+                .collect(),
+        );
+        figures.insert("loop_iter_p50_us", percentile(&gaps, 50));
+        figures.insert("loop_iter_p99_us", percentile(&gaps, 99));
+    }
 
-    step(progress, "fan-out");
-    fanout(stores, sizes, figures).await?;
+    if wanted(&["fanout_wf_per_sec", "fanout_p50_ms", "fanout_p99_ms"]) {
+        step(progress, "fan-out");
+        fanout(stores, sizes, figures).await?;
+    }
     progress.inc(3);
 
-    step(progress, "wake-up cost");
-    figures.insert("wake_ms_iter10", wake_ms(stores, 10).await?);
-    figures.insert("wake_ms_iter1m", wake_ms(stores, sizes.long_loop).await?);
+    if wanted(&["wake_ms_iter10", "wake_ms_iter1m"]) {
+        step(progress, "wake-up cost");
+        figures.insert("wake_ms_iter10", wake_ms(stores, 10).await?);
+        figures.insert("wake_ms_iter1m", wake_ms(stores, sizes.long_loop).await?);
+    }
     progress.inc(2);
 
-    step(progress, "signals");
-    signals(stores, sizes.signals, figures).await?;
+    if wanted(&["signal_p50_ms", "signal_p99_ms"]) {
+        step(progress, "signals");
+        signals(stores, sizes.signals, figures).await?;
+    }
     progress.inc(2);
 
-    step(progress, "stored rows");
-    figures.insert("loop_rows_1k", loop_rows(stores, 1_000).await?);
-    figures.insert("loop_rows_1m", loop_rows(stores, sizes.long_loop).await?);
+    if wanted(&["loop_rows_1k", "loop_rows_1m"]) {
+        step(progress, "stored rows");
+        figures.insert("loop_rows_1k", loop_rows(stores, 1_000).await?);
+        figures.insert("loop_rows_1m", loop_rows(stores, sizes.long_loop).await?);
+    }
     progress.inc(4);
     Ok(())
 }
