@@ -1,15 +1,13 @@
 //! History rows: loading active history, applying history writes.
 
 use deadpool_postgres::Transaction;
-use futures::future::BoxFuture;
-use futures::FutureExt;
 use tokio_postgres::Row;
 
-use super::{leases, signals, workflows};
+use super::{signals, workflows};
 use crate::history::{
     active_ranges, forgotten_ranges, iterations_range, Event, EventKind, Location, LoopBoundary,
 };
-use crate::store::{Lease, StoreError, WorkflowId, WriteOp};
+use crate::store::{StoreError, WorkflowId, WriteOp};
 
 const EVENT_COLUMNS: &str =
     "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at";
@@ -64,104 +62,74 @@ pub(super) async fn all(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Even
         .collect()
 }
 
-/// Checks the lease and applies history writes in order, pipelined: the
-/// fence and the plain writes that follow it (events, forgetting, signal
-/// acknowledgements) go to the server together, one round trip instead of
-/// one each. The server runs them in order, so a lost lease still fails the
-/// transaction before anything commits. Writes that read before they write
-/// (signal delivery, child creation) wait for everything before them.
+/// Applies history writes in order.
 pub(super) async fn apply(
     tx: &Transaction<'_>,
-    lease: &Lease,
+    workflow: WorkflowId,
     ops: &[WriteOp],
     now: i64,
 ) -> Result<(), StoreError> {
-    let id = lease.workflow_id.to_string();
-    let mut pipeline: Vec<BoxFuture<'_, Result<(), StoreError>>> =
-        vec![leases::fence(tx, lease).boxed()];
+    let id = workflow.to_string();
     for op in ops {
         match op {
-            WriteOp::Put(e) => pipeline.push(put(tx, &id, e, now).boxed()),
+            WriteOp::Put(e) => {
+                let stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO events
+                         (workflow_id, location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                         ON CONFLICT (workflow_id, location) DO UPDATE SET
+                           version = EXCLUDED.version, kind = EXCLUDED.kind, name = EXCLUDED.name,
+                           input_hash = EXCLUDED.input_hash, data = EXCLUDED.data, error = EXCLUDED.error,
+                           attempts = EXCLUDED.attempts, iteration = EXCLUDED.iteration, done = EXCLUDED.done,
+                           recorded_at = EXCLUDED.recorded_at",
+                    )
+                    .await?;
+                let version =
+                    i32::try_from(e.version).map_err(|_| corrupt("version", e.version))?;
+                let kind =
+                    i32::try_from(e.kind.code()).map_err(|_| corrupt("kind", e.kind.code()))?;
+                let attempts =
+                    i32::try_from(e.attempts).map_err(|_| corrupt("attempts", e.attempts))?;
+                tx.execute(
+                    &stmt,
+                    &[
+                        &id,
+                        &e.location.encode(),
+                        &version,
+                        &kind,
+                        &e.name,
+                        &i64::from_be_bytes(e.input_hash.to_be_bytes()),
+                        &e.data,
+                        &e.error,
+                        &attempts,
+                        &i64::try_from(e.iteration)
+                            .map_err(|_| corrupt("iteration", e.iteration))?,
+                        &e.done,
+                        &now,
+                    ],
+                )
+                .await?;
+            }
             WriteOp::ForgetIterations {
                 loop_location,
                 below,
-            } => pipeline.push(forget(tx, &id, loop_location, *below).boxed()),
-            WriteOp::AckSignals(seqs) => {
-                pipeline.push(signals::ack(tx, lease.workflow_id, seqs).boxed());
+            } => {
+                let (from, to) = iterations_range(loop_location, 0, *below);
+                let stmt = tx
+                    .prepare_cached(
+                        "DELETE FROM events WHERE workflow_id = $1 AND location >= $2 AND location < $3",
+                    )
+                    .await?;
+                tx.execute(&stmt, &[&id, &from, &to]).await?;
             }
+            WriteOp::AckSignals(seqs) => signals::ack(tx, workflow, seqs).await?,
             WriteOp::SendSignal(signal) => {
-                drain(&mut pipeline).await?;
                 signals::deliver(tx, signal).await?;
             }
-            WriteOp::CreateWorkflow(new) => {
-                drain(&mut pipeline).await?;
-                workflows::create(tx, new).await?;
-            }
+            WriteOp::CreateWorkflow(new) => workflows::create(tx, new).await?,
         }
     }
-    drain(&mut pipeline).await
-}
-
-/// Sends every queued statement (each is sent when first polled, and
-/// `try_join_all` polls them in order) and waits for all of them.
-async fn drain(
-    pipeline: &mut Vec<BoxFuture<'_, Result<(), StoreError>>>,
-) -> Result<(), StoreError> {
-    futures::future::try_join_all(std::mem::take(pipeline)).await?;
-    Ok(())
-}
-
-async fn put(tx: &Transaction<'_>, id: &str, e: &Event, now: i64) -> Result<(), StoreError> {
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO events
-             (workflow_id, location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (workflow_id, location) DO UPDATE SET
-               version = EXCLUDED.version, kind = EXCLUDED.kind, name = EXCLUDED.name,
-               input_hash = EXCLUDED.input_hash, data = EXCLUDED.data, error = EXCLUDED.error,
-               attempts = EXCLUDED.attempts, iteration = EXCLUDED.iteration, done = EXCLUDED.done,
-               recorded_at = EXCLUDED.recorded_at",
-        )
-        .await?;
-    let version = i32::try_from(e.version).map_err(|_| corrupt("version", e.version))?;
-    let kind = i32::try_from(e.kind.code()).map_err(|_| corrupt("kind", e.kind.code()))?;
-    let attempts = i32::try_from(e.attempts).map_err(|_| corrupt("attempts", e.attempts))?;
-    let iteration = i64::try_from(e.iteration).map_err(|_| corrupt("iteration", e.iteration))?;
-    tx.execute(
-        &stmt,
-        &[
-            &id,
-            &e.location.encode(),
-            &version,
-            &kind,
-            &e.name,
-            &i64::from_be_bytes(e.input_hash.to_be_bytes()),
-            &e.data,
-            &e.error,
-            &attempts,
-            &iteration,
-            &e.done,
-            &now,
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn forget(
-    tx: &Transaction<'_>,
-    id: &str,
-    loop_location: &Location,
-    below: u64,
-) -> Result<(), StoreError> {
-    let (from, to) = iterations_range(loop_location, 0, below);
-    let stmt = tx
-        .prepare_cached(
-            "DELETE FROM events WHERE workflow_id = $1 AND location >= $2 AND location < $3",
-        )
-        .await?;
-    tx.execute(&stmt, &[&id, &from, &to]).await?;
     Ok(())
 }
 

@@ -187,7 +187,8 @@ impl Store for PostgresStore {
 
     async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
         in_tx!(self, tx => {
-            history::apply(&tx, lease, &batch.ops, batch.now).await?;
+            leases::fence(&tx, lease).await?;
+            history::apply(&tx, lease.workflow_id, &batch.ops, batch.now).await?;
             workflows::transition(&tx, lease.workflow_id, &batch.transition, batch.now).await?
         })
     }
