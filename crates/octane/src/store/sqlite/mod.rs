@@ -106,9 +106,15 @@ pub struct SqliteStore {
 /// none is parsed twice.
 const STATEMENT_CACHE: usize = 64;
 
+/// Reads that run at once, each on a connection of its own. Opening a
+/// connection parses the whole schema, so the pool never opens more than
+/// this many and never closes one; further reads wait their turn.
+const READERS: usize = 8;
+
 struct ReaderPool {
     options: Options,
     idle: Mutex<Vec<Connection>>,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl ReaderPool {
@@ -126,10 +132,7 @@ impl ReaderPool {
     }
 
     fn put(&self, conn: Connection) {
-        let mut idle = self.idle.lock().expect("reader pool lock");
-        if idle.len() < 8 {
-            idle.push(conn);
-        }
+        self.idle.lock().expect("reader pool lock").push(conn);
     }
 }
 
@@ -148,6 +151,7 @@ impl SqliteStore {
             readers: Arc::new(ReaderPool {
                 options,
                 idle: Mutex::new(Vec::new()),
+                slots: Arc::new(tokio::sync::Semaphore::new(READERS)),
             }),
         })
     }
@@ -158,10 +162,17 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let pool = self.readers.clone();
+        let slot = pool
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
             let conn = pool.take()?;
             let out = f(&conn);
             pool.put(conn);
+            drop(slot);
             out
         })
         .await
