@@ -3,8 +3,9 @@
 
 mod support;
 
-use octane::history::EventKind;
+use octane::history::{Event, EventKind, Location};
 use octane::prelude::*;
+use octane::store::{Batch, ClaimRequest, NewWorkflow, Transition, WriteOp};
 use support::crash::{activity_commits, run_until_crash, CrashAfter};
 use support::loops::{first_step, Counting, CountingLoop};
 use support::{fast_worker, unique, wait_output, TestDb};
@@ -139,7 +140,89 @@ async fn deferred_events_are_forgotten_like_the_others(db: TestDb) {
     worker.shutdown().await;
 }
 
+fn recorded(location: &str, iteration: u64) -> WriteOp {
+    WriteOp::Put(Event {
+        location: location.parse::<Location>().unwrap(),
+        version: 1,
+        kind: if iteration > 0 {
+            EventKind::Loop
+        } else {
+            EventKind::Now
+        },
+        name: String::new(),
+        input_hash: 0,
+        data: Some("1".into()),
+        error: None,
+        attempts: 0,
+        iteration,
+        done: false,
+        recorded_at: 0,
+    })
+}
+
+/// One commit carrying a loop's deferred events and the checkpoint that
+/// forgets them, as a fast loop's flush does, made on a store that has just
+/// opened (its connections have prepared nothing yet): the range delete must
+/// still run after the inserts it covers.
+async fn a_commit_forgets_the_events_it_carries_on_a_fresh_connection(db: TestDb) {
+    const ITERATIONS: u64 = 5_000;
+    let store = db.store().await;
+    let id = WorkflowId::new();
+    store
+        .create(NewWorkflow {
+            id,
+            name: "stamping_loop".into(),
+            input: "0".into(),
+            tags: Default::default(),
+            now: 1,
+            parent: None,
+        })
+        .await
+        .unwrap();
+    let claimed = store
+        .claim(ClaimRequest {
+            owner: uuid::Uuid::new_v4(),
+            names: vec!["stamping_loop".into()],
+            limit: 1,
+            now: 1,
+            expires_at: i64::MAX,
+        })
+        .await
+        .unwrap();
+    let lease = claimed.workflows[0].lease.clone();
+    // Thousands of writes, as a loop that ran far ahead of its flushes
+    // hands over at once.
+    let mut ops: Vec<WriteOp> = (0..ITERATIONS)
+        .map(|i| recorded(&format!("{{1, {i}, 1}}"), 0))
+        .collect();
+    ops.push(recorded("{1}", ITERATIONS));
+    ops.push(WriteOp::ForgetIterations {
+        loop_location: "{1}".parse().unwrap(),
+        below: ITERATIONS,
+    });
+    store
+        .commit(
+            &lease,
+            Batch {
+                ops,
+                transition: Transition::Continue,
+                now: 2,
+            },
+        )
+        .await
+        .unwrap();
+    let left: Vec<String> = store
+        .all_events(id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.location.to_string())
+        .collect();
+    assert_eq!(left, ["{1}"], "only the checkpoint is left");
+}
+
 store_tests!(
+    a_commit_forgets_the_events_it_carries_on_a_fresh_connection,
     deferred_events_are_forgotten_like_the_others,
     a_million_empty_iterations_leave_one_row,
     stored_history_stays_within_commit_every_plus_retain

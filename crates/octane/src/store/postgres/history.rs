@@ -1,13 +1,15 @@
 //! History rows: loading active history, applying history writes.
 
 use deadpool_postgres::Transaction;
-use tokio_postgres::Row;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio_postgres::{Row, Statement};
 
-use super::{signals, workflows};
+use super::{leases, signals, workflows};
 use crate::history::{
     active_ranges, forgotten_ranges, iterations_range, Event, EventKind, Location, LoopBoundary,
 };
-use crate::store::{StoreError, WorkflowId, WriteOp};
+use crate::store::{Lease, StoreError, WorkflowId, WriteOp};
 
 const EVENT_COLUMNS: &str =
     "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at";
@@ -62,74 +64,125 @@ pub(super) async fn all(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Even
         .collect()
 }
 
-/// Applies history writes in order.
+/// Upserts one event.
+const PUT: &str = "INSERT INTO events
+     (workflow_id, location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+     ON CONFLICT (workflow_id, location) DO UPDATE SET
+       version = EXCLUDED.version, kind = EXCLUDED.kind, name = EXCLUDED.name,
+       input_hash = EXCLUDED.input_hash, data = EXCLUDED.data, error = EXCLUDED.error,
+       attempts = EXCLUDED.attempts, iteration = EXCLUDED.iteration, done = EXCLUDED.done,
+       recorded_at = EXCLUDED.recorded_at";
+
+/// Deletes a key range of one workflow's events.
+const FORGET: &str =
+    "DELETE FROM events WHERE workflow_id = $1 AND location >= $2 AND location < $3";
+
+/// Checks the lease and applies history writes in order, pipelined: the
+/// fence and the event writes and range deletes that follow it go to the
+/// server together, one round trip instead of one each. The server runs
+/// them in the order they arrive, so a lost lease still fails the
+/// transaction before anything commits, and a range delete still runs after
+/// the inserts it covers. Writes that read before they write, or prepare
+/// statements of their own (signals, child creation), wait for everything
+/// before them.
+///
+/// The order of arrival is the order in which the futures are first polled
+/// (a query is sent on its first poll) only if nothing before the send can
+/// wait: so every pipelined statement is prepared beforehand. When each
+/// future prepared its own, the inserts of a large batch on a connection
+/// that had not prepared them yet waited on one shared preparation and sent
+/// only after the range delete queued behind them (the test
+/// `a_commit_forgets_the_events_it_carries_on_a_fresh_connection`).
 pub(super) async fn apply(
     tx: &Transaction<'_>,
-    workflow: WorkflowId,
+    lease: &Lease,
     ops: &[WriteOp],
     now: i64,
 ) -> Result<(), StoreError> {
-    let id = workflow.to_string();
+    let id = lease.workflow_id.to_string();
+    let fence = tx.prepare_cached(leases::FENCE).await?;
+    let put_stmt = tx.prepare_cached(PUT).await?;
+    let forget_stmt = tx.prepare_cached(FORGET).await?;
+    let mut pipeline: Vec<BoxFuture<'_, Result<(), StoreError>>> =
+        vec![leases::fence(tx, &fence, lease).boxed()];
     for op in ops {
         match op {
-            WriteOp::Put(e) => {
-                let stmt = tx
-                    .prepare_cached(
-                        "INSERT INTO events
-                         (workflow_id, location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                         ON CONFLICT (workflow_id, location) DO UPDATE SET
-                           version = EXCLUDED.version, kind = EXCLUDED.kind, name = EXCLUDED.name,
-                           input_hash = EXCLUDED.input_hash, data = EXCLUDED.data, error = EXCLUDED.error,
-                           attempts = EXCLUDED.attempts, iteration = EXCLUDED.iteration, done = EXCLUDED.done,
-                           recorded_at = EXCLUDED.recorded_at",
-                    )
-                    .await?;
-                let version =
-                    i32::try_from(e.version).map_err(|_| corrupt("version", e.version))?;
-                let kind =
-                    i32::try_from(e.kind.code()).map_err(|_| corrupt("kind", e.kind.code()))?;
-                let attempts =
-                    i32::try_from(e.attempts).map_err(|_| corrupt("attempts", e.attempts))?;
-                tx.execute(
-                    &stmt,
-                    &[
-                        &id,
-                        &e.location.encode(),
-                        &version,
-                        &kind,
-                        &e.name,
-                        &i64::from_be_bytes(e.input_hash.to_be_bytes()),
-                        &e.data,
-                        &e.error,
-                        &attempts,
-                        &i64::try_from(e.iteration)
-                            .map_err(|_| corrupt("iteration", e.iteration))?,
-                        &e.done,
-                        &now,
-                    ],
-                )
-                .await?;
-            }
+            WriteOp::Put(e) => pipeline.push(put(tx, &put_stmt, &id, e, now).boxed()),
             WriteOp::ForgetIterations {
                 loop_location,
                 below,
-            } => {
-                let (from, to) = iterations_range(loop_location, 0, *below);
-                let stmt = tx
-                    .prepare_cached(
-                        "DELETE FROM events WHERE workflow_id = $1 AND location >= $2 AND location < $3",
-                    )
-                    .await?;
-                tx.execute(&stmt, &[&id, &from, &to]).await?;
+            } => pipeline.push(forget(tx, &forget_stmt, &id, loop_location, *below).boxed()),
+            WriteOp::AckSignals(seqs) => {
+                drain(&mut pipeline).await?;
+                signals::ack(tx, lease.workflow_id, seqs).await?;
             }
-            WriteOp::AckSignals(seqs) => signals::ack(tx, workflow, seqs).await?,
             WriteOp::SendSignal(signal) => {
+                drain(&mut pipeline).await?;
                 signals::deliver(tx, signal).await?;
             }
-            WriteOp::CreateWorkflow(new) => workflows::create(tx, new).await?,
+            WriteOp::CreateWorkflow(new) => {
+                drain(&mut pipeline).await?;
+                workflows::create(tx, new).await?;
+            }
         }
     }
+    drain(&mut pipeline).await
+}
+
+/// Sends every queued statement and waits for all of them. `try_join_all`
+/// first-polls them in order (each sends at once: see [`apply`]).
+async fn drain(
+    pipeline: &mut Vec<BoxFuture<'_, Result<(), StoreError>>>,
+) -> Result<(), StoreError> {
+    futures::future::try_join_all(std::mem::take(pipeline)).await?;
+    Ok(())
+}
+
+/// Upserts `e` with the prepared [`PUT`]; sends on its first poll.
+async fn put(
+    tx: &Transaction<'_>,
+    stmt: &Statement,
+    id: &str,
+    e: &Event,
+    now: i64,
+) -> Result<(), StoreError> {
+    let version = i32::try_from(e.version).map_err(|_| corrupt("version", e.version))?;
+    let kind = i32::try_from(e.kind.code()).map_err(|_| corrupt("kind", e.kind.code()))?;
+    let attempts = i32::try_from(e.attempts).map_err(|_| corrupt("attempts", e.attempts))?;
+    let iteration = i64::try_from(e.iteration).map_err(|_| corrupt("iteration", e.iteration))?;
+    tx.execute(
+        stmt,
+        &[
+            &id,
+            &e.location.encode(),
+            &version,
+            &kind,
+            &e.name,
+            &i64::from_be_bytes(e.input_hash.to_be_bytes()),
+            &e.data,
+            &e.error,
+            &attempts,
+            &iteration,
+            &e.done,
+            &now,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes the events of a loop's iterations below `below` with the
+/// prepared [`FORGET`]; sends on its first poll.
+async fn forget(
+    tx: &Transaction<'_>,
+    stmt: &Statement,
+    id: &str,
+    loop_location: &Location,
+    below: u64,
+) -> Result<(), StoreError> {
+    let (from, to) = iterations_range(loop_location, 0, below);
+    tx.execute(stmt, &[&id, &from, &to]).await?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Claiming runnable workflows, renewing leases, and fencing writes.
 
 use deadpool_postgres::Transaction;
+use tokio_postgres::Statement;
 
 use crate::store::{ClaimRequest, Claimed, ClaimedWorkflow, Lease, StoreError, WorkflowId};
 
@@ -60,20 +61,22 @@ pub(super) async fn claim(tx: &Transaction<'_>, req: &ClaimRequest) -> Result<Cl
     })
 }
 
+/// The fencing query for [`fence`].
+pub(super) const FENCE: &str = "SELECT 1 FROM workflows
+     WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3 AND state = 'running'
+     FOR UPDATE";
+
 /// Checks that `lease` is current and locks the workflow row until the
 /// transaction ends, so no claim can take it over between this check and
-/// the writes that follow (fencing).
-pub(super) async fn fence(tx: &Transaction<'_>, lease: &Lease) -> Result<(), StoreError> {
-    let stmt = tx
-        .prepare_cached(
-            "SELECT 1 FROM workflows
-             WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3 AND state = 'running'
-             FOR UPDATE",
-        )
-        .await?;
+/// the writes that follow (fencing). `stmt` is [`FENCE`], prepared.
+pub(super) async fn fence(
+    tx: &Transaction<'_>,
+    stmt: &Statement,
+    lease: &Lease,
+) -> Result<(), StoreError> {
     let held = tx
         .query_opt(
-            &stmt,
+            stmt,
             &[
                 &lease.workflow_id.to_string(),
                 &lease.owner.to_string(),

@@ -187,8 +187,7 @@ impl Store for PostgresStore {
 
     async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
         in_tx!(self, tx => {
-            leases::fence(&tx, lease).await?;
-            history::apply(&tx, lease.workflow_id, &batch.ops, batch.now).await?;
+            history::apply(&tx, lease, &batch.ops, batch.now).await?;
             workflows::transition(&tx, lease.workflow_id, &batch.transition, batch.now).await?
         })
     }
