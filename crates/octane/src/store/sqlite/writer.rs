@@ -84,8 +84,26 @@ impl Writer {
     }
 }
 
+/// How long the writer keeps looking for the next job before it sleeps.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// The next job: a caller that answers a commit with the next one (a loop)
+/// usually does so within microseconds, and finding its job while still
+/// awake spares the futex wake-up of a sleeping thread.
+fn next_job(rx: &mpsc::Receiver<Job>) -> Option<Job> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < LINGER {
+        match rx.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+        }
+    }
+    rx.recv().ok()
+}
+
 fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = next_job(&rx) {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
