@@ -194,11 +194,10 @@ pub async fn run_all(
     wanted: &dyn Fn(&[&str]) -> bool,
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
+    // The disk's commit latency drifts within a run, so the raw rate is
+    // sampled before, between and after the scenarios, and the median kept.
     step(progress, "raw commits");
-    figures.insert(
-        "raw_commits_per_sec",
-        stores.raw_commits_per_sec(sizes.raw_commits).await?,
-    );
+    let mut raw = vec![stores.raw_commits_per_sec(sizes.raw_commits).await?];
     progress.inc(1);
 
     for (key, commit_every, activity) in [
@@ -236,6 +235,9 @@ pub async fn run_all(
         figures.insert("loop_iter_p99_us", percentile(&gaps, 99));
     }
 
+    step(progress, "raw commits");
+    raw.push(stores.raw_commits_per_sec(sizes.raw_commits).await?);
+
     if wanted(&["fanout_wf_per_sec", "fanout_p50_ms", "fanout_p99_ms"]) {
         step(progress, "fan-out");
         fanout(stores, sizes, figures).await?;
@@ -261,6 +263,10 @@ pub async fn run_all(
         figures.insert("loop_rows_1m", loop_rows(stores, sizes.long_loop).await?);
     }
     progress.inc(4);
+
+    step(progress, "raw commits");
+    raw.push(stores.raw_commits_per_sec(sizes.raw_commits).await?);
+    figures.insert("raw_commits_per_sec", sorted(raw)[1]);
     Ok(())
 }
 
