@@ -1,7 +1,7 @@
-//! Marks the Postgres half of the behaviour tests as runnable when
-//! `OCTANE_TEST_POSTGRES_URL` is set (and the server-restart test when
-//! `OCTANE_TEST_POSTGRES_CLUSTER` is too); without them those tests show as
-//! ignored, with the reason, in `cargo test`'s output.
+// Marks the Postgres half of the behaviour tests as runnable when
+// `OCTANE_TEST_POSTGRES_URL` is set (and the server-restart test when
+// `OCTANE_TEST_POSTGRES_CLUSTER` is too); without them those tests show as
+// ignored, with the reason, in `cargo test`'s output.
 
 fn main() {
     for (var, cfg) in [

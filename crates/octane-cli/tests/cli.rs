@@ -5,10 +5,14 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use octane::prelude::*;
 use octane::{WorkflowState, HISTORY_DIVERGED};
+use support::{fast_worker, wait_state, TestDb};
+
+#[path = "../../octane/tests/support/mod.rs"]
+mod support;
 
 fn octane(db: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_octane"))
@@ -38,30 +42,6 @@ fn one_line_error(o: &Output) -> String {
     let err = String::from_utf8_lossy(&o.stderr).trim_end().to_string();
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     err
-}
-
-struct Db {
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-fn db() -> Db {
-    let dir = tempfile::tempdir().unwrap();
-    Db {
-        url: format!("sqlite://{}", dir.path().join("octane.db").display()),
-        _dir: dir,
-    }
-}
-
-async fn wait_state(engine: &Engine, id: WorkflowId, state: WorkflowState) {
-    let start = Instant::now();
-    while engine.get(id).await.unwrap().state != state {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "workflow {id} never became {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -118,14 +98,6 @@ impl Workflow for Wallet {
     }
 }
 
-/// A worker that polls often, so tests need not wait for its wake-ups.
-fn polling_worker(engine: &Engine) -> octane::Worker {
-    engine
-        .worker()
-        .poll_interval(Duration::from_millis(20))
-        .spawn()
-}
-
 async fn engine_for(url: &str) -> Engine {
     Engine::open(url)
         .await
@@ -135,12 +107,10 @@ async fn engine_for(url: &str) -> Engine {
         .register::<Wallet>()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_filters_and_show_draws_a_loop_with_its_checkpoint() {
+async fn list_filters_and_show_draws_a_loop_with_its_checkpoint(db: TestDb) {
     let started = std::time::SystemTime::now();
-    let db = db();
     let engine = engine_for(&db.url).await;
-    let worker = polling_worker(&engine);
+    let worker = fast_worker(&engine);
     let looper = engine
         .dispatch::<Looper>(())
         .tag("tenant", "acme")
@@ -206,11 +176,9 @@ async fn list_filters_and_show_draws_a_loop_with_its_checkpoint() {
     worker.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signal_cancel_and_prune_act_on_the_database() {
-    let db = db();
+async fn signal_cancel_and_prune_act_on_the_database(db: TestDb) {
     let engine = engine_for(&db.url).await;
-    let worker = polling_worker(&engine);
+    let worker = fast_worker(&engine);
     let paid = engine.dispatch::<Wallet>(()).await.unwrap();
     let dropped = engine.dispatch::<Wallet>(()).await.unwrap();
     wait_state(&engine, paid, WorkflowState::Sleeping).await;
@@ -281,28 +249,26 @@ impl Workflow for Broken {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wake_revives_a_workflow_parked_on_a_diverged_history_after_the_fix() {
-    let db = db();
+async fn wake_revives_a_workflow_parked_on_a_diverged_history_after_the_fix(db: TestDb) {
     let old = Engine::open(&db.url)
         .await
         .unwrap()
         .sleep_in_memory_below(Duration::ZERO)
         .register::<V1>();
-    let worker = polling_worker(&old);
+    let worker = fast_worker(&old);
     let id = old.dispatch::<V1>(()).await.unwrap();
     wait_state(&old, id, WorkflowState::Sleeping).await;
     worker.shutdown().await;
 
     let broken = Engine::open(&db.url).await.unwrap().register::<Broken>();
-    let worker = polling_worker(&broken);
+    let worker = fast_worker(&broken);
     wait_state(&broken, id, WorkflowState::Failed).await;
     worker.shutdown().await;
     let shown = stdout(&octane(&db.url, &["wf", "show", &id.to_string()]));
     assert!(shown.contains(HISTORY_DIVERGED), "{shown}");
 
     let fixed = Engine::open(&db.url).await.unwrap().register::<V1>();
-    let worker = polling_worker(&fixed);
+    let worker = fast_worker(&fixed);
     let out = stdout(&octane(&db.url, &["wf", "wake", &id.to_string()]));
     assert!(out.contains("runnable again"), "{out}");
     assert_eq!(
@@ -317,7 +283,7 @@ async fn wake_revives_a_workflow_parked_on_a_diverged_history_after_the_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_one_clear_line_and_a_failing_exit_code() {
-    let db = db();
+    let db = TestDb::sqlite();
     let engine = engine_for(&db.url).await;
     let err = one_line_error(&octane(&db.url, &["wf", "show", "not-an-id"]));
     assert!(
@@ -406,3 +372,9 @@ fn the_demo_serves_loop_metrics_while_it_runs() {
     assert!(value("octane_loop_checkpoints_total") >= 2.0);
     assert!(value("octane_loop_iteration_seconds_count") >= 12.0);
 }
+
+store_tests!(
+    list_filters_and_show_draws_a_loop_with_its_checkpoint,
+    signal_cancel_and_prune_act_on_the_database,
+    wake_revives_a_workflow_parked_on_a_diverged_history_after_the_fix,
+);
