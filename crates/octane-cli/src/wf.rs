@@ -99,9 +99,9 @@ fn time(ms: i64) -> String {
 }
 
 /// One line per active event: when it was written, then the step indented
-/// by depth. A loop's line tells its checkpoint, and how many iterations are
-/// forgotten and how many of those are still stored; its state follows,
-/// pretty-printed.
+/// by depth. A loop's line tells the iteration it is at, its checkpoint, and
+/// how many iterations are forgotten and how many of those are still
+/// stored; its state follows, pretty-printed.
 pub fn render_tree(history: &[HistoryEntry]) -> Vec<String> {
     let mut lines = Vec::new();
     for entry in history.iter().filter(|h| !h.forgotten) {
@@ -125,10 +125,25 @@ pub fn render_tree(history: &[HistoryEntry]) -> Vec<String> {
                     .filter(|h| h.forgotten)
                     .filter_map(|h| iteration_of(&e.location, &h.event.location))
                     .collect();
+                if e.done {
+                    line.push_str(&format!(" — finished at iteration {}", e.iteration));
+                } else {
+                    // The iteration running now is the last one that recorded
+                    // a step since the checkpoint (or the checkpoint's own).
+                    let current = history
+                        .iter()
+                        .filter(|h| !h.forgotten)
+                        .filter_map(|h| iteration_of(&e.location, &h.event.location))
+                        .max()
+                        .unwrap_or(e.iteration)
+                        .max(e.iteration);
+                    line.push_str(&format!(
+                        " — at iteration {current}, checkpoint at iteration {}",
+                        e.iteration
+                    ));
+                }
                 line.push_str(&format!(
-                    " — {} at iteration {}, {} iteration(s) forgotten, {} of them retained",
-                    if e.done { "finished" } else { "checkpoint" },
-                    e.iteration,
+                    ", {} iteration(s) forgotten, {} of them retained",
                     e.iteration,
                     retained.len()
                 ));

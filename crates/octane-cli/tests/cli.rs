@@ -143,7 +143,7 @@ async fn list_filters_and_show_draws_a_loop_with_its_checkpoint(db: TestDb) {
     assert!(tree.contains("`looper`  sleeping"), "{tree}");
     assert!(
         tree.contains(
-            "loop — checkpoint at iteration 20, 20 iteration(s) forgotten, 3 of them retained"
+            "loop — at iteration 23, checkpoint at iteration 20, 20 iteration(s) forgotten, 3 of them retained"
         ),
         "{tree}"
     );
