@@ -102,8 +102,9 @@ pub struct SqliteStore {
     readers: Arc<ReaderPool>,
 }
 
-/// Prepared statements kept per connection: more than the store has, so
-/// none is parsed twice.
+/// Prepared statements kept per connection: room for every statement of
+/// the hot paths (commits, claims, history loads, the group's own control
+/// statements), so none of them is parsed twice.
 const STATEMENT_CACHE: usize = 64;
 
 /// Reads that run at once, each on a connection of its own. Opening a
