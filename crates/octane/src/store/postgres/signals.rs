@@ -19,12 +19,11 @@ pub(super) async fn resolve(
             let values: Vec<&String> = tags.values().collect();
             let n = i64::try_from(tags.len()).unwrap_or(i64::MAX);
             let stmt = tx
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT w.id FROM workflows w
-                     WHERE w.state NOT IN ('completed', 'failed', 'cancelled')
-                       AND (SELECT COUNT(*) FROM workflow_tags t, UNNEST($1::text[], $2::text[]) AS want(k, v)
-                            WHERE t.workflow_id = w.id AND t.key = want.k AND t.value = want.v) = $3",
-                )
+                     WHERE w.state NOT IN ('completed', 'failed', 'cancelled') AND {}",
+                    workflows::has_all_tags(1)
+                ))
                 .await?;
             let rows = tx.query(&stmt, &[&keys, &values, &n]).await?;
             Ok(match rows.as_slice() {

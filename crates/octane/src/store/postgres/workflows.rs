@@ -52,6 +52,19 @@ pub(super) async fn get(
         .transpose()
 }
 
+/// A condition on `workflows w`: it carries every tag given as parallel
+/// arrays of keys (`$first`) and values (`$first + 1`), whose length is
+/// `$first + 2`.
+pub(super) fn has_all_tags(first: usize) -> String {
+    format!(
+        "(SELECT COUNT(*) FROM workflow_tags t, UNNEST(${}::text[], ${}::text[]) AS want(k, v)
+          WHERE t.workflow_id = w.id AND t.key = want.k AND t.value = want.v) = ${}",
+        first,
+        first + 1,
+        first + 2
+    )
+}
+
 pub(super) async fn list(
     tx: &Transaction<'_>,
     filter: &ListFilter,
@@ -65,9 +78,9 @@ pub(super) async fn list(
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM workflows w
              WHERE ($1::text IS NULL OR name = $1) AND ($2::text IS NULL OR state = $2)
-               AND (SELECT COUNT(*) FROM workflow_tags t, UNNEST($3::text[], $4::text[]) AS want(k, v)
-                    WHERE t.workflow_id = w.id AND t.key = want.k AND t.value = want.v) = $5
-             ORDER BY created_at DESC, id LIMIT $6"
+               AND {}
+             ORDER BY created_at DESC, id LIMIT $6",
+            has_all_tags(3)
         ))
         .await?;
     tx.query(&stmt, &[&filter.name, &state, &keys, &values, &n, &limit])

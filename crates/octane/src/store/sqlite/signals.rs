@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use super::leases::parse_id;
+use super::workflows;
 use crate::store::{
     Delivery, NewSignal, PendingSignal, SignalTarget, StoreError, WorkflowId, WorkflowState,
 };
@@ -36,16 +37,7 @@ pub(super) fn resolve(conn: &Connection, target: &SignalTarget) -> Result<Delive
                 "SELECT id FROM workflows WHERE state NOT IN ('completed', 'failed', 'cancelled')",
             );
             let mut params = Vec::new();
-            for (k, v) in tags {
-                params.push(k.clone());
-                params.push(v.clone());
-                sql.push_str(&format!(
-                    " AND EXISTS (SELECT 1 FROM workflow_tags t WHERE t.workflow_id = workflows.id \
-                     AND t.key = ?{} AND t.value = ?{})",
-                    params.len() - 1,
-                    params.len()
-                ));
-            }
+            workflows::push_tag_filter(&mut sql, &mut params, tags);
             sql.push_str(" LIMIT 2");
             let ids = conn
                 .prepare_cached(&sql)?

@@ -43,6 +43,25 @@ pub(super) fn get(conn: &Connection, id: WorkflowId) -> Result<Option<WorkflowIn
         .transpose()
 }
 
+/// Narrows a query over `workflows` to those carrying every tag in `tags`,
+/// binding each key and value as the next parameters.
+pub(super) fn push_tag_filter(
+    sql: &mut String,
+    params: &mut Vec<String>,
+    tags: &BTreeMap<String, String>,
+) {
+    for (k, v) in tags {
+        params.push(k.clone());
+        params.push(v.clone());
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM workflow_tags t WHERE t.workflow_id = workflows.id \
+             AND t.key = ?{} AND t.value = ?{})",
+            params.len() - 1,
+            params.len()
+        ));
+    }
+}
+
 pub(super) fn list(
     conn: &Connection,
     filter: &ListFilter,
@@ -57,16 +76,7 @@ pub(super) fn list(
         params.push(state.as_str().to_string());
         sql.push_str(&format!(" AND state = ?{}", params.len()));
     }
-    for (k, v) in &filter.tags {
-        params.push(k.clone());
-        params.push(v.clone());
-        sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM workflow_tags t WHERE t.workflow_id = workflows.id \
-             AND t.key = ?{} AND t.value = ?{})",
-            params.len() - 1,
-            params.len()
-        ));
-    }
+    push_tag_filter(&mut sql, &mut params, &filter.tags);
     sql.push_str(&format!(
         " ORDER BY created_at DESC, id LIMIT {}",
         filter.limit.unwrap_or(100)
