@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use octane::history::Event;
 use octane::prelude::*;
-use octane::store::{Batch, ClaimRequest, NewWorkflow, Transition, WriteOp};
-use support::{count, executions_with_prefix, fast_worker, unique, wait_output, TestDb};
+use octane::store::{Batch, Transition, WriteOp};
+use support::{claim_new, count, executions_with_prefix, fast_worker, unique, wait_output, TestDb};
 
 /// Prefix of the execution counters, set per phase (not part of inputs,
 /// which are hashed into history).
@@ -134,30 +134,8 @@ async fn recorded_histories_replay_on_the_current_code(db: TestDb) {
     // Import the history as an old build left it: the workflow ran every
     // step and was then evicted.
     let store = db.store().await;
-    let id = WorkflowId::new();
-    let now = 1;
-    store
-        .create(NewWorkflow {
-            id,
-            name: golden.name.clone(),
-            input: golden.input.clone(),
-            tags: Default::default(),
-            now,
-            parent: None,
-        })
-        .await
-        .unwrap();
-    let claimed = store
-        .claim(ClaimRequest {
-            owner: uuid::Uuid::new_v4(),
-            names: vec![golden.name.clone()],
-            limit: 1,
-            now,
-            expires_at: now,
-        })
-        .await
-        .unwrap();
-    let lease = claimed.workflows[0].lease.clone();
+    let lease = claim_new(store.as_ref(), &golden.name, &golden.input).await;
+    let id = lease.workflow_id;
     let ops = golden.events.iter().cloned().map(WriteOp::Put).collect();
     store
         .commit(
@@ -165,7 +143,7 @@ async fn recorded_histories_replay_on_the_current_code(db: TestDb) {
             Batch {
                 ops,
                 transition: Transition::Release,
-                now,
+                now: 1,
             },
         )
         .await

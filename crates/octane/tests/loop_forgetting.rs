@@ -5,22 +5,28 @@ mod support;
 
 use octane::history::{Event, EventKind, Location};
 use octane::prelude::*;
-use octane::store::{Batch, ClaimRequest, NewWorkflow, Transition, WriteOp};
+use octane::store::{Batch, Transition, WriteOp};
 use support::crash::{activity_commits, run_until_crash, CrashAfter};
 use support::loops::{first_step, Counting, CountingLoop};
-use support::{fast_worker, unique, wait_output, TestDb};
+use support::{claim_new, fast_worker, unique, wait_output, TestDb};
 
-struct EmptyLoop;
-impl Workflow for EmptyLoop {
-    const NAME: &'static str = "empty_loop";
-    type Input = (u64, u64);
+/// `n` iterations checkpointed every `commit_every`; with `stamp`, each
+/// records a value — a deferred event, written with the checkpoints rather
+/// than in a commit of its own.
+struct BareLoop;
+impl Workflow for BareLoop {
+    const NAME: &'static str = "bare_loop";
+    type Input = (u64, u64, bool);
     type Output = u64;
-    async fn run(ctx: &mut WorkflowCtx, input: &(u64, u64)) -> Result<u64> {
-        let (n, commit_every) = *input;
+    async fn run(ctx: &mut WorkflowCtx, input: &(u64, u64, bool)) -> Result<u64> {
+        let (n, commit_every, stamp) = *input;
         ctx.repeat(0u64)
             .commit_every(commit_every)
-            .run(move |_ctx, i| {
+            .run(move |ctx, i| {
                 async move {
+                    if stamp {
+                        ctx.uuid()?;
+                    }
                     *i += 1;
                     Ok(if *i == n {
                         Loop::Break(*i)
@@ -35,10 +41,13 @@ impl Workflow for EmptyLoop {
 }
 
 async fn a_million_empty_iterations_leave_one_row(db: TestDb) {
-    let engine = db.engine().await.register::<EmptyLoop>();
+    let engine = db.engine().await.register::<BareLoop>();
     let worker = fast_worker(&engine);
-    let id = engine.dispatch::<EmptyLoop>((1_000_000, 20)).await.unwrap();
-    assert_eq!(wait_output::<EmptyLoop>(&engine, id).await, 1_000_000);
+    let id = engine
+        .dispatch::<BareLoop>((1_000_000, 20, false))
+        .await
+        .unwrap();
+    assert_eq!(wait_output::<BareLoop>(&engine, id).await, 1_000_000);
     let history = engine.history(id).await.unwrap();
     assert_eq!(history.len(), 1, "only the loop event: {history:?}");
     assert_eq!(
@@ -99,39 +108,14 @@ async fn stored_history_stays_within_commit_every_plus_retain(db: TestDb) {
     worker.shutdown().await;
 }
 
-/// Records a value every iteration: a deferred event, written with the
-/// checkpoints rather than in a commit of its own.
-struct StampingLoop;
-impl Workflow for StampingLoop {
-    const NAME: &'static str = "stamping_loop";
-    type Input = u64;
-    type Output = u64;
-    async fn run(ctx: &mut WorkflowCtx, n: &u64) -> Result<u64> {
-        let n = *n;
-        ctx.repeat(0u64)
-            .commit_every(20)
-            .retain(100)
-            .run(move |ctx, i| {
-                async move {
-                    ctx.uuid()?;
-                    *i += 1;
-                    Ok(if *i == n {
-                        Loop::Break(*i)
-                    } else {
-                        Loop::Continue
-                    })
-                }
-                .boxed()
-            })
-            .await
-    }
-}
-
 async fn deferred_events_are_forgotten_like_the_others(db: TestDb) {
-    let engine = db.engine().await.register::<StampingLoop>();
+    let engine = db.engine().await.register::<BareLoop>();
     let worker = fast_worker(&engine);
-    let id = engine.dispatch::<StampingLoop>(20_000).await.unwrap();
-    assert_eq!(wait_output::<StampingLoop>(&engine, id).await, 20_000);
+    let id = engine
+        .dispatch::<BareLoop>((20_000, 20, true))
+        .await
+        .unwrap();
+    assert_eq!(wait_output::<BareLoop>(&engine, id).await, 20_000);
     let rows = engine.history(id).await.unwrap().len();
     assert!(
         rows <= 101,
@@ -167,29 +151,7 @@ fn recorded(location: &str, iteration: u64) -> WriteOp {
 async fn a_commit_forgets_the_events_it_carries_on_a_fresh_connection(db: TestDb) {
     const ITERATIONS: u64 = 5_000;
     let store = db.store().await;
-    let id = WorkflowId::new();
-    store
-        .create(NewWorkflow {
-            id,
-            name: "stamping_loop".into(),
-            input: "0".into(),
-            tags: Default::default(),
-            now: 1,
-            parent: None,
-        })
-        .await
-        .unwrap();
-    let claimed = store
-        .claim(ClaimRequest {
-            owner: uuid::Uuid::new_v4(),
-            names: vec!["stamping_loop".into()],
-            limit: 1,
-            now: 1,
-            expires_at: i64::MAX,
-        })
-        .await
-        .unwrap();
-    let lease = claimed.workflows[0].lease.clone();
+    let lease = claim_new(store.as_ref(), BareLoop::NAME, "[0, 20, true]").await;
     // Thousands of writes, as a loop that ran far ahead of its flushes
     // hands over at once.
     let mut ops: Vec<WriteOp> = (0..ITERATIONS)
@@ -212,7 +174,7 @@ async fn a_commit_forgets_the_events_it_carries_on_a_fresh_connection(db: TestDb
         .await
         .unwrap();
     let left: Vec<String> = store
-        .all_events(id)
+        .all_events(lease.workflow_id)
         .await
         .unwrap()
         .iter()

@@ -332,25 +332,8 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill -{sig} {pid}");
 }
 
-/// Instantiates Postgres-only tests: these exercise many processes sharing
-/// one server, which an embedded SQLite file does not aim at.
-macro_rules! postgres_tests {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[cfg_attr(
-                    not(octane_postgres_tests),
-                    ignore = "Postgres suite skipped: set OCTANE_TEST_POSTGRES_URL to run it"
-                )]
-                async fn $name() {
-                    super::$name($crate::support::TestDb::postgres().await).await
-                }
-            )*
-        }
-    };
-}
-
+// Postgres only: these exercise many processes sharing one server, which
+// an embedded SQLite file does not aim at.
 postgres_tests!(
     three_worker_processes_share_300_workflows_each_step_once,
     a_killed_workers_workflows_finish_on_the_others,

@@ -143,6 +143,15 @@ macro_rules! store_tests {
                 }
             )*
         }
+        $crate::postgres_tests!($($name),*);
+    };
+}
+
+/// The Postgres half of [`store_tests!`] alone, for tests of what only a
+/// shared server does (many processes on one database): `postgres::name`.
+#[macro_export]
+macro_rules! postgres_tests {
+    ($($name:ident),* $(,)?) => {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,6 +165,35 @@ macro_rules! store_tests {
             )*
         }
     };
+}
+
+/// Creates a workflow straight in `store` and claims it, as a worker would,
+/// for tests that write a history by hand: returns the lease to write under
+/// (its `workflow_id` is the new workflow). Its clock reads 1 ms.
+pub async fn claim_new(store: &dyn Store, name: &str, input: &str) -> octane::store::Lease {
+    let id = WorkflowId::new();
+    store
+        .create(octane::store::NewWorkflow {
+            id,
+            name: name.into(),
+            input: input.into(),
+            tags: Default::default(),
+            now: 1,
+            parent: None,
+        })
+        .await
+        .expect("create the workflow");
+    let claimed = store
+        .claim(octane::store::ClaimRequest {
+            owner: uuid::Uuid::new_v4(),
+            names: vec![name.into()],
+            limit: 1,
+            now: 1,
+            expires_at: 1,
+        })
+        .await
+        .expect("claim the workflow");
+    claimed.workflows[0].lease.clone()
 }
 
 /// A worker tuned for tests: short leases so takeovers after a simulated
