@@ -5,17 +5,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
+use octane::clock::now_ms;
 use octane::prelude::*;
 use octane::{ListFilter, WorkflowState};
 
 use crate::store::Stores;
 
-fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
 use crate::Sizes;
 
 type Figures = BTreeMap<&'static str, f64>;

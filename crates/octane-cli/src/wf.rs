@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use octane::history::{iteration_of, EventKind};
@@ -90,11 +90,10 @@ pub async fn show(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
 /// A time in ms since the epoch, as RFC 3339 in UTC; `-` for 0 (an event
 /// stored before events carried their time).
 fn time(ms: i64) -> String {
-    match u64::try_from(ms) {
-        Ok(ms) if ms > 0 => {
-            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-        }
-        _ => "-".to_string(),
+    if ms > 0 {
+        humantime::format_rfc3339_millis(octane::clock::from_ms(ms)).to_string()
+    } else {
+        "-".to_string()
     }
 }
 

@@ -1,4 +1,8 @@
 //! Wall-clock time as stored: milliseconds since the Unix epoch.
+//!
+//! Every time Octane hands out — a workflow's `created_at`, `updated_at`
+//! and `wake_at`, an event's `recorded_at` — is in this form; these convert
+//! to and from [`SystemTime`].
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -48,7 +48,7 @@
 #![warn(missing_docs)]
 
 mod activity;
-mod clock;
+pub mod clock;
 mod ctx;
 mod engine;
 mod error;

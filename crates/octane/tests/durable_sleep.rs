@@ -2,8 +2,9 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use octane::clock::to_ms;
 use octane::prelude::*;
 use octane::WorkflowState;
 use support::{count, executions, fast_worker, unique, wait_output, wait_state, TestDb};
@@ -12,19 +13,14 @@ struct Nap;
 impl Workflow for Nap {
     const NAME: &'static str = "nap";
     type Input = (String, u64);
-    type Output = (u64, u64);
-    async fn run(ctx: &mut WorkflowCtx, input: &(String, u64)) -> Result<(u64, u64)> {
+    type Output = (i64, i64);
+    async fn run(ctx: &mut WorkflowCtx, input: &(String, u64)) -> Result<(i64, i64)> {
         let (key, millis) = input;
         let before = ctx.now()?;
         count(key);
         ctx.sleep(Duration::from_millis(*millis)).await?;
         let after = ctx.now()?;
-        let ms = |t: SystemTime| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as u64
-        };
-        Ok((ms(before), ms(after)))
+        Ok((to_ms(before), to_ms(after)))
     }
 }
 

@@ -3,8 +3,9 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use octane::clock::now_ms;
 use octane::prelude::*;
 use octane::{Error, ListFilter, WorkflowState};
 use support::{eventually, fast_worker, wait_output, wait_state, TestDb};
@@ -30,16 +31,6 @@ impl Workflow for Sleeper {
         ctx.sleep(Duration::from_secs(3600)).await?;
         Ok(())
     }
-}
-
-fn now_ms() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
 }
 
 async fn prune_deletes_finished_workflows_in_batches_and_nothing_else(db: TestDb) {

@@ -78,7 +78,7 @@ impl Workflow for GoldenOrder {
             })
             .await?;
         ctx.sleep(Duration::from_millis(5)).await?;
-        let at = at.duration_since(std::time::UNIX_EPOCH)?.as_millis();
+        let at = octane::clock::to_ms(at);
         Ok(format!(
             "{items} {a} {b} {version} {inserted} {branch} {sum} {token} {at}"
         ))
