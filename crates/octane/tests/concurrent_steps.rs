@@ -3,10 +3,13 @@
 
 mod support;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use octane::prelude::*;
-use support::{count, executions, fast_worker, unique, wait_output, Step, TestDb};
+use support::crash::{activity_commits, run_until_crash, CrashAfter};
+use support::process::{child_db, executions as logged, spawn_child};
+use support::{count, eventually, executions, fast_worker, unique, wait_output, Step, TestDb};
 
 /// Sleeps `ms` before returning `value`, so later tuple members can finish
 /// first.
@@ -133,4 +136,121 @@ async fn join_and_branch_record_stable_locations_and_replay(db: TestDb) {
     worker.shutdown().await;
 }
 
-store_tests!(join_and_branch_record_stable_locations_and_replay);
+/// A crash after a later member of a join committed, before an earlier one
+/// did, leaves a hole at the earlier member's location: replay runs that
+/// member there and replays the others from their records.
+async fn a_crash_between_join_members_commits_replays_each_member_in_place(db: TestDb) {
+    // Members commit in the order they finish: c, then b, then a.
+    for crash_at in 1..=2 {
+        let key = unique("fanned");
+        let store = CrashAfter::new(db.store().await, crash_at, activity_commits());
+        let (_, id) = run_until_crash::<Fanned>(store, key.clone()).await;
+
+        let engine = db.engine().await.register::<Fanned>();
+        let worker = fast_worker(&engine);
+        assert_eq!(
+            wait_output::<Fanned>(&engine, id).await,
+            (1, 2, 3, 30),
+            "crash after join commit {crash_at}"
+        );
+        assert_eq!(executions(&format!("{key}/c")), 1, "c's record landed first");
+        let b = executions(&format!("{key}/b"));
+        if crash_at == 2 {
+            assert_eq!(b, 1, "b's record landed before the crash");
+        } else {
+            assert!(b <= 2, "b ran at most once more: {b}");
+        }
+        assert!(executions(&format!("{key}/a")) <= 2);
+        for step in ["x", "y"] {
+            assert_eq!(executions(&format!("{key}/{step}")), 1);
+        }
+        worker.shutdown().await;
+    }
+}
+
+/// Logs `i` to a file when it starts, then takes `ms`.
+#[derive(Serialize, Deserialize)]
+struct SlowLogged {
+    log: PathBuf,
+    i: u64,
+    ms: u64,
+}
+
+impl Activity for SlowLogged {
+    const NAME: &'static str = "slow_logged";
+    type Output = u64;
+    async fn run(&self, _ctx: &ActivityCtx) -> Result<u64> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        writeln!(f, "{}", self.i)?;
+        tokio::time::sleep(Duration::from_millis(self.ms)).await;
+        Ok(self.i)
+    }
+}
+
+/// Joins three activities of 1.5 s, 0.7 s and 0 s.
+struct SlowJoin;
+impl Workflow for SlowJoin {
+    const NAME: &'static str = "slow_join";
+    type Input = PathBuf;
+    type Output = (u64, u64, u64);
+    async fn run(ctx: &mut WorkflowCtx, log: &PathBuf) -> Result<(u64, u64, u64)> {
+        let step = |i, ms| SlowLogged {
+            log: log.clone(),
+            i,
+            ms,
+        };
+        Ok(ctx.join((step(1, 1500), step(2, 700), step(3, 0))).await?)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "started as a child process by the join kill -9 test"]
+async fn slow_join_child_worker() {
+    let Some(url) = child_db() else { return };
+    let engine = Engine::open(&url).await.unwrap().register::<SlowJoin>();
+    let _worker = fast_worker(&engine);
+    std::future::pending::<()>().await;
+}
+
+/// The same hole made by a real `kill -9`: the process dies once the 0.7 s
+/// and 0 s members are recorded, while the 1.5 s one still runs.
+async fn kill_9_between_join_members_commits_then_finish(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("executions.log");
+    let engine = db.engine().await.register::<SlowJoin>();
+    let id = engine.dispatch::<SlowJoin>(log.clone()).await.unwrap();
+    let mut child = spawn_child(&db.url, "slow_join_child_worker");
+    eventually(
+        "the two short members to be recorded",
+        Duration::from_secs(60),
+        || async {
+            let recorded = engine.history(id).await.ok()?;
+            let done = recorded
+                .iter()
+                .filter(|h| h.event.done && h.event.name == "slow_logged")
+                .count();
+            (done == 2).then_some(())
+        },
+    )
+    .await;
+    child.kill().expect("SIGKILL the child");
+    child.wait().expect("reap the child");
+
+    let worker = fast_worker(&engine);
+    assert_eq!(wait_output::<SlowJoin>(&engine, id).await, (1, 2, 3));
+    let runs = logged(&log);
+    assert_eq!(runs[&2], 1, "the recorded 0.7 s member never ran again");
+    assert_eq!(runs[&3], 1, "the recorded 0 s member never ran again");
+    assert_eq!(runs[&1], 2, "the member in flight at the kill ran again");
+    worker.shutdown().await;
+}
+
+store_tests!(
+    join_and_branch_record_stable_locations_and_replay,
+    a_crash_between_join_members_commits_replays_each_member_in_place,
+    kill_9_between_join_members_commits_then_finish
+);

@@ -10,7 +10,10 @@
 //! - anything else: the history diverged from the code.
 //!
 //! With nothing recorded after the previous step, the step runs live at the
-//! next plain coordinate.
+//! next plain coordinate. So does a step whose plain coordinate is free while
+//! later ones are recorded (a hole: concurrent steps commit in the order they
+//! finish, and a crash can land between them): the hole is filled, and
+//! nothing recorded after it is matched against the wrong step.
 
 use super::{Coordinate, Event, History, Location, StepRequest};
 
@@ -96,6 +99,16 @@ impl Cursor {
         let Some(next) = self.recorded.get(self.next) else {
             return Ok(Resolved::Live(self.append()));
         };
+        let own = Coordinate::after(self.prev.as_ref());
+        if own < *next {
+            // Later steps are recorded but this step's own coordinate holds
+            // nothing: an earlier run took it and its record never landed (a
+            // `join` member overtaken by a later member's commit, then a
+            // crash; a step whose error the code swallowed). The step runs
+            // live there, so the records after it keep their places.
+            self.prev = Some(own.clone());
+            return Ok(Resolved::Live(self.branch.child(own)));
+        }
         let location = self.branch.child(next.clone());
         let Some(event) = history.get(&location) else {
             // A child coordinate exists only because an event exists there.
@@ -238,6 +251,41 @@ mod tests {
         let mut cursor = Cursor::new(Location::root(), &h);
         let err = cursor.resolve(&h, &act("a", 1)).unwrap_err();
         assert!(err.recorded.contains("v2") && err.requested.contains("v1"));
+    }
+
+    #[test]
+    fn a_hole_left_by_a_lost_record_runs_live_in_place() {
+        // A join of a, b, c where b and c committed and a's record never
+        // landed; b has the same name and input as a.
+        let full = run(&[], &[act("a", 1), act("a", 1), act("c", 1)]);
+        let holed: Vec<Event> = full[1..].to_vec();
+        let h = History::from_events(holed);
+        let mut cursor = Cursor::new(Location::root(), &h);
+        assert_eq!(
+            cursor.resolve(&h, &act("a", 1)).unwrap(),
+            Resolved::Live(Location::root().child(Coordinate::new(1))),
+            "the first member runs at its own coordinate, not as the second's replay"
+        );
+        match cursor.resolve(&h, &act("a", 1)).unwrap() {
+            Resolved::Replay(e) => assert_eq!(e.location.to_string(), "{2}"),
+            other => panic!("the second member replays its record: {other:?}"),
+        }
+        match cursor.resolve(&h, &act("c", 1)).unwrap() {
+            Resolved::Replay(e) => assert_eq!(e.location.to_string(), "{3}"),
+            other => panic!("the third member replays its record: {other:?}"),
+        }
+        assert!(cursor.is_live());
+    }
+
+    #[test]
+    fn holes_between_and_after_inserted_steps_fill_in_place() {
+        // a{1} x{1.1} (inserted) b{2} c{3}: b's record lost.
+        let full = run(&[], &[act("a", 1), act("b", 1), act("c", 1)]);
+        let with_x = run(&full, &[act("a", 1), act("x", 2), act("b", 1), act("c", 1)]);
+        assert_eq!(names(&with_x), ["a@{1}", "x@{1.1}", "b@{2}", "c@{3}"]);
+        let holed: Vec<Event> = with_x.into_iter().filter(|e| e.name != "b").collect();
+        let again = run(&holed, &[act("a", 1), act("x", 2), act("b", 1), act("c", 1)]);
+        assert_eq!(names(&again), ["a@{1}", "x@{1.1}", "b@{2}", "c@{3}"]);
     }
 
     #[test]
