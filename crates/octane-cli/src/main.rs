@@ -55,7 +55,7 @@ enum Wf {
         /// Only workflows with this tag (key=value); repeatable.
         #[arg(long = "tag", value_parser = wf::parse_tag)]
         tags: Vec<(String, String)>,
-        /// Only this state (pending, running, sleeping, completed, failed, cancelled).
+        /// Only this state (pending, running, sleeping, completed, failed, cancelled, parked).
         #[arg(long)]
         state: Option<WorkflowState>,
         /// At most this many.
@@ -73,7 +73,7 @@ enum Wf {
         name: String,
         body: String,
     },
-    /// Make a failed or sleeping workflow runnable now (after a fix).
+    /// Make a parked or sleeping workflow runnable now (after a fix).
     Wake { id: String },
     /// Cancel a workflow.
     Cancel { id: String },
@@ -137,8 +137,10 @@ async fn open(url: &str) -> anyhow::Result<Engine> {
     }
     let open = Engine::open(url);
     match tokio::time::timeout(Duration::from_secs(10), open).await {
-        Ok(Ok(engine)) => Ok(engine),
-        Ok(Err(e)) => anyhow::bail!("cannot open {url}: {e}"),
-        Err(_) => anyhow::bail!("cannot open {url}: no answer within 10 s"),
+        Ok(result) => Ok(result?),
+        Err(_) => anyhow::bail!(
+            "cannot open {}: no answer within 10 s",
+            octane::store::mask_password(url)
+        ),
     }
 }

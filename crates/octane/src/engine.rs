@@ -1,21 +1,17 @@
 //! The [`Engine`]: the entry point for dispatching, waiting on and
 //! inspecting workflows, and for spawning workers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::FutureExt;
-use tokio::sync::Notify;
-
 use crate::clock::now_ms;
-use crate::ctx::WorkflowCtx;
 use crate::error::{delivery_result, Error};
 use crate::history::{forgotten_ranges, is_forgotten, Event, EventKind, LoopBoundary};
-use crate::message::{Message, MessageBus, Subscription};
+use crate::message::{Message, Subscription};
+use crate::runtime::Core;
 use crate::signal::Signal;
 use crate::store::{
     self, Control, ListFilter, NewSignal, NewWorkflow, SignalTarget, Store, WorkflowId,
@@ -23,68 +19,6 @@ use crate::store::{
 };
 use crate::worker::WorkerBuilder;
 use crate::workflow::Workflow;
-
-/// The default cap on a loop's serialized state: 1 MiB.
-pub const DEFAULT_MAX_LOOP_STATE: usize = 1 << 20;
-
-/// How many workflows one pruning transaction deletes at most.
-const PRUNE_BATCH: usize = 500;
-
-/// How a registered workflow's run failed before or after its code.
-pub(crate) enum RunError {
-    /// The stored input does not deserialize.
-    Input(String),
-    /// The code returned an error (or the output does not serialize).
-    Workflow(anyhow::Error),
-}
-
-type RunFn = fn(WorkflowCtx, String) -> BoxFuture<'static, Result<String, RunError>>;
-type CheckFn = fn(&str) -> Result<(), String>;
-
-#[derive(Clone, Copy)]
-pub(crate) struct Registered {
-    pub name: &'static str,
-    pub run: RunFn,
-    check_input: CheckFn,
-}
-
-fn run_erased<W: Workflow>(
-    mut ctx: WorkflowCtx,
-    input: String,
-) -> BoxFuture<'static, Result<String, RunError>> {
-    async move {
-        let input: W::Input =
-            serde_json::from_str(&input).map_err(|e| RunError::Input(e.to_string()))?;
-        let output = W::run(&mut ctx, &input).await.map_err(RunError::Workflow)?;
-        serde_json::to_string(&output).map_err(|e| RunError::Workflow(e.into()))
-    }
-    .boxed()
-}
-
-fn check_input<W: Workflow>(json: &str) -> Result<(), String> {
-    serde_json::from_str::<W::Input>(json)
-        .map(drop)
-        .map_err(|e| e.to_string())
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct EngineConfig {
-    pub max_loop_state: usize,
-    pub sleep_in_memory_below: Duration,
-    pub retain_finished: Option<Duration>,
-}
-
-pub(crate) struct Inner {
-    pub store: Arc<dyn Store>,
-    registry: RwLock<HashMap<&'static str, Registered>>,
-    config: RwLock<EngineConfig>,
-    /// Something became runnable: wakes a waiting worker at once.
-    pub runnable: Arc<Notify>,
-    /// Where workflows publish messages.
-    pub bus: MessageBus,
-    /// Some workflow finished: wakes `wait` callers.
-    pub finished: Notify,
-}
 
 /// A handle to the workflow engine; cheap to clone.
 ///
@@ -102,126 +36,92 @@ pub(crate) struct Inner {
 /// worker.shutdown().await;
 /// # Ok(()) }
 /// ```
+///
+/// The builder methods ([`Engine::register`], [`Engine::max_loop_state`], …)
+/// return an engine with the change made; a worker runs the workflows and
+/// settings of the engine it was spawned from, and never sees later changes.
 #[derive(Clone)]
 pub struct Engine {
-    pub(crate) inner: Arc<Inner>,
+    core: Arc<Core>,
 }
 
 impl Engine {
-    /// Opens the database a URL names (`sqlite://PATH`), migrating its
-    /// schema.
+    /// Opens the database a URL names, migrating its schema:
+    /// `sqlite://PATH[?synchronous=normal]` (a file, created if missing) or
+    /// `postgres://USER:PASSWORD@HOST[:PORT]/DATABASE`.
     ///
     /// # Errors
-    /// An unsupported URL, or a database that cannot be opened or migrated.
+    /// [`Error::Store`] with [`StoreError::BadUrl`](crate::store::StoreError::BadUrl)
+    /// for a URL Octane does not understand; [`Error::Open`] for a database
+    /// that cannot be reached or migrated. No message shows the password.
     pub async fn open(url: &str) -> Result<Engine, Error> {
-        Ok(Engine::with_store(store::open(url).await?))
+        match store::open(url).await {
+            Ok(store) => Ok(Engine::with_store(store)),
+            Err(e @ store::StoreError::BadUrl { .. }) => Err(Error::Store(e)),
+            Err(source) => Err(Error::Open {
+                url: store::mask_password(url),
+                source,
+            }),
+        }
     }
 
     /// An engine over an already opened store (for example a wrapper that
     /// injects faults around a real one).
     pub fn with_store(store: Arc<dyn Store>) -> Engine {
-        let runnable = Arc::new(Notify::new());
-        store.watch_runnable(runnable.clone());
         Engine {
-            inner: Arc::new(Inner {
-                store,
-                registry: RwLock::new(HashMap::new()),
-                config: RwLock::new(EngineConfig {
-                    max_loop_state: DEFAULT_MAX_LOOP_STATE,
-                    sleep_in_memory_below: Duration::from_secs(1),
-                    retain_finished: None,
-                }),
-                runnable,
-                bus: MessageBus::new(),
-                finished: Notify::new(),
-            }),
+            core: Arc::new(Core::new(store)),
         }
     }
 
-    /// Registers a workflow type, so that workers of this engine run it.
-    pub fn register<W: Workflow>(self) -> Self {
-        self.inner.registry.write().expect("registry lock").insert(
-            W::NAME,
-            Registered {
-                name: W::NAME,
-                run: run_erased::<W>,
-                check_input: check_input::<W>,
-            },
-        );
+    /// This engine with a change to its core: copied unless no worker or
+    /// clone shares it.
+    fn with(mut self, change: impl FnOnce(&mut Core)) -> Self {
+        change(Arc::make_mut(&mut self.core));
         self
     }
 
+    /// Registers a workflow type, so that workers spawned from this engine
+    /// run it.
+    pub fn register<W: Workflow>(self) -> Self {
+        self.with(|core| core.registry.insert::<W>())
+    }
+
     /// Caps the serialized size of loop states (default 1 MiB); a loop over
-    /// the cap fails its workflow with [`Error::LoopStateTooLarge`].
+    /// the cap parks its workflow with [`Error::LoopStateTooLarge`].
     pub fn max_loop_state(self, bytes: usize) -> Self {
-        self.inner
-            .config
-            .write()
-            .expect("config lock")
-            .max_loop_state = bytes;
-        self
+        self.with(|core| core.env.config.max_loop_state = bytes)
     }
 
     /// Sleeps shorter than `d` (default 1 s) wait in the worker's memory;
     /// longer ones evict the workflow until its deadline.
     pub fn sleep_in_memory_below(self, d: Duration) -> Self {
-        self.inner
-            .config
-            .write()
-            .expect("config lock")
-            .sleep_in_memory_below = d;
-        self
+        self.with(|core| core.env.config.sleep_in_memory_below = d)
     }
 
     /// Keeps finished workflows (completed, failed or cancelled) for `d`
     /// after they finish; then this engine's workers delete them with their
     /// history, checking every quarter of `d` (at least every minute).
     /// Without it, finished workflows stay until [`Engine::prune`]. A parent
-    /// that already recorded a child's outcome does not need the child.
+    /// that already recorded a child's outcome does not need the child; one
+    /// that had not gets an error saying the child is gone. Parked
+    /// workflows are never pruned.
     pub fn retain_finished(self, d: Duration) -> Self {
-        self.inner
-            .config
-            .write()
-            .expect("config lock")
-            .retain_finished = Some(d);
-        self
-    }
-
-    pub(crate) fn config(&self) -> EngineConfig {
-        self.inner.config.read().expect("config lock").clone()
-    }
-
-    pub(crate) fn registered(&self, name: &str) -> Option<Registered> {
-        self.inner
-            .registry
-            .read()
-            .expect("registry lock")
-            .get(name)
-            .copied()
+        self.with(|core| core.retain_finished = Some(d))
     }
 
     /// The names of the registered workflows, sorted.
     pub fn registered_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .inner
-            .registry
-            .read()
-            .expect("registry lock")
-            .keys()
-            .map(|n| n.to_string())
-            .collect();
-        names.sort();
-        names
+        self.core.registry.names()
     }
 
     /// The store behind the engine.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
+        self.core.store()
     }
 
     /// A builder for a worker that runs this engine's registered workflows.
     pub fn worker(&self) -> WorkerBuilder {
-        WorkerBuilder::new(self.clone())
+        WorkerBuilder::new(self.core.clone())
     }
 
     /// Starts a workflow of type `W`; await the returned builder (after
@@ -250,7 +150,9 @@ impl Engine {
         tags: BTreeMap<String, String>,
     ) -> Result<WorkflowId, Error> {
         let registered = self
-            .registered(name)
+            .core
+            .registry
+            .get(name)
             .ok_or_else(|| Error::UnknownWorkflow {
                 name: name.to_string(),
                 registered: self.registered_names(),
@@ -270,8 +172,7 @@ impl Engine {
         tags: BTreeMap<String, String>,
     ) -> Result<WorkflowId, Error> {
         let id = WorkflowId::new();
-        self.inner
-            .store
+        self.store()
             .create(NewWorkflow {
                 id,
                 name,
@@ -281,7 +182,7 @@ impl Engine {
                 parent: None,
             })
             .await?;
-        self.inner.runnable.notify_one();
+        self.core.env.runnable.notify_one();
         Ok(id)
     }
 
@@ -290,6 +191,7 @@ impl Engine {
     /// # Errors
     /// [`Error::WorkflowNotFound`], [`Error::WrongWorkflow`] when `id` is of
     /// another type, [`Error::WorkflowFailed`], [`Error::WorkflowCancelled`],
+    /// [`Error::WorkflowParked`] (not final: it may be woken after a fix),
     /// [`Error::Decode`] when the stored output no longer deserializes.
     ///
     /// # Cancel safety
@@ -297,7 +199,7 @@ impl Engine {
     pub async fn wait<W: Workflow>(&self, id: WorkflowId) -> Result<W::Output, Error> {
         let mut poll = Duration::from_millis(10);
         loop {
-            let finished = self.inner.finished.notified();
+            let finished = self.core.finished.notified();
             let info = self.get(id).await?;
             if info.name != W::NAME {
                 return Err(Error::WrongWorkflow {
@@ -326,7 +228,15 @@ impl Engine {
                 WorkflowState::Cancelled => {
                     return Err(Error::WorkflowCancelled { workflow_id: id })
                 }
-                _ => {}
+                WorkflowState::Parked => {
+                    return Err(Error::WorkflowParked {
+                        workflow_id: id,
+                        name: info.name,
+                        code: info.code,
+                        message: info.error.unwrap_or_default(),
+                    })
+                }
+                WorkflowState::Pending | WorkflowState::Running | WorkflowState::Sleeping => {}
             }
             // In-process completions notify at once; the poll covers workers
             // in other processes.
@@ -340,8 +250,7 @@ impl Engine {
     /// # Errors
     /// [`Error::WorkflowNotFound`]; a store error.
     pub async fn get(&self, id: WorkflowId) -> Result<WorkflowInfo, Error> {
-        self.inner
-            .store
+        self.store()
             .get(id)
             .await?
             .ok_or(Error::WorkflowNotFound { workflow_id: id })
@@ -352,7 +261,7 @@ impl Engine {
     /// # Errors
     /// A store error.
     pub async fn list(&self, filter: ListFilter) -> Result<Vec<WorkflowInfo>, Error> {
-        Ok(self.inner.store.list(filter).await?)
+        Ok(self.store().list(filter).await?)
     }
 
     /// Cancels a workflow that has not finished. Its worker's next write is
@@ -363,22 +272,23 @@ impl Engine {
     pub async fn cancel(&self, id: WorkflowId) -> Result<(), Error> {
         self.control(id, Control::Cancel, "cancel", |s| !s.is_finished())
             .await?;
-        self.inner.finished.notify_waiters();
+        self.core.finished.notify_waiters();
         Ok(())
     }
 
-    /// Makes a failed workflow (for example one parked on a diverged
-    /// history, after a fixed deploy) or a sleeping one runnable now. It
-    /// replays its recorded history from the start.
+    /// Makes a parked workflow (for example one whose history diverged,
+    /// after a fixed deploy) or a sleeping one runnable now. It replays its
+    /// recorded history from the start and takes the signals that waited
+    /// for it.
     ///
     /// # Errors
     /// [`Error::WorkflowNotFound`]; [`Error::InvalidState`] in other states.
     pub async fn wake(&self, id: WorkflowId) -> Result<(), Error> {
         self.control(id, Control::Wake, "wake", |s| {
-            matches!(s, WorkflowState::Failed | WorkflowState::Sleeping)
+            matches!(s, WorkflowState::Parked | WorkflowState::Sleeping)
         })
         .await?;
-        self.inner.runnable.notify_one();
+        self.core.env.runnable.notify_one();
         Ok(())
     }
 
@@ -390,8 +300,7 @@ impl Engine {
         applies: impl Fn(WorkflowState) -> bool,
     ) -> Result<(), Error> {
         let before = self
-            .inner
-            .store
+            .store()
             .control(id, control, now_ms())
             .await?
             .ok_or(Error::WorkflowNotFound { workflow_id: id })?;
@@ -452,8 +361,7 @@ impl Engine {
         body: String,
     ) -> Result<WorkflowId, Error> {
         let delivery = self
-            .inner
-            .store
+            .store()
             .send_signal(NewSignal {
                 target: target.clone(),
                 name: name.to_string(),
@@ -462,7 +370,7 @@ impl Engine {
             })
             .await?;
         let id = delivery_result(name, &target, delivery)?;
-        self.inner.runnable.notify_one();
+        self.core.env.runnable.notify_one();
         Ok(id)
     }
 
@@ -477,7 +385,7 @@ impl Engine {
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
-        self.inner.bus.subscribe(tags)
+        self.core.env.bus.subscribe(tags)
     }
 
     /// Deletes workflows that finished more than `older_than` ago, with
@@ -501,21 +409,9 @@ impl Engine {
     pub async fn prune_with_progress(
         &self,
         older_than: Duration,
-        mut progress: impl FnMut(u64),
+        progress: impl FnMut(u64),
     ) -> Result<u64, Error> {
-        let before = now_ms().saturating_sub(crate::clock::duration_ms(older_than));
-        let mut total = 0;
-        loop {
-            let n = self.inner.store.prune(before, PRUNE_BATCH).await?;
-            total += n;
-            if n > 0 {
-                metrics::counter!("octane_pruned_total").increment(n);
-                progress(total);
-            }
-            if n < PRUNE_BATCH as u64 {
-                return Ok(total);
-            }
-        }
+        Ok(self.core.prune(older_than, progress).await?)
     }
 
     /// Every stored event of a workflow in history order, each marked
@@ -525,7 +421,7 @@ impl Engine {
     /// [`Error::WorkflowNotFound`]; a store error.
     pub async fn history(&self, id: WorkflowId) -> Result<Vec<HistoryEntry>, Error> {
         self.get(id).await?;
-        let events = self.inner.store.all_events(id).await?;
+        let events = self.store().all_events(id).await?;
         let boundaries = events
             .iter()
             .filter(|e| e.kind == EventKind::Loop)

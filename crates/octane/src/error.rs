@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::history::Location;
-use crate::store::{Delivery, SignalTarget, StoreError, WorkflowId, WorkflowState};
+use crate::store::{Delivery, FailureCode, SignalTarget, StoreError, WorkflowId, WorkflowState};
 
 /// The stable code carried by every [`Error::HistoryDiverged`] message.
 pub const HISTORY_DIVERGED: &str = "OCTANE-DIVERGED";
@@ -19,7 +19,7 @@ pub const HISTORY_DIVERGED: &str = "OCTANE-DIVERGED";
 #[non_exhaustive]
 pub enum Error {
     /// The code took a different step than the one recorded at `location`.
-    /// The workflow is parked as failed, its history untouched; deploy code
+    /// The workflow is parked, its history untouched; deploy code
     /// that matches (or insert the new step with a higher `ctx.v(n)`), then
     /// wake it.
     #[error(
@@ -119,8 +119,9 @@ pub enum Error {
         message: String,
     },
 
-    /// A recorded value (input, output, loop state) no longer deserializes
-    /// into the type the code expects. The workflow is parked as failed.
+    /// A recorded value (input, output, loop state) or a pending signal no
+    /// longer deserializes into the type the code expects. The workflow is
+    /// parked.
     #[error("workflow {workflow_id}: recorded {what} at {location} does not decode: {message}")]
     Decode {
         /// The workflow.
@@ -225,6 +226,44 @@ pub enum Error {
         message: String,
     },
 
+    /// The workflow is parked: the engine stopped it because it cannot run
+    /// as it is (see [`WorkflowState::Parked`]). Not final: deploy code that
+    /// fits, [`Engine::wake`](crate::Engine::wake) it, and wait again.
+    #[error("workflow {workflow_id} (`{name}`) is parked{}: {message}", code.map(|c| format!(" ({c})")).unwrap_or_default())]
+    WorkflowParked {
+        /// The workflow.
+        workflow_id: WorkflowId,
+        /// Its name.
+        name: String,
+        /// Why the engine parked it.
+        code: Option<FailureCode>,
+        /// The error that parked it.
+        message: String,
+    },
+
+    /// The database refused a write of the workflow for what it holds (a
+    /// value it cannot store): the workflow is parked rather than retried
+    /// for ever.
+    #[error("workflow {workflow_id}: the database rejected its write")]
+    StoreRejected {
+        /// The workflow.
+        workflow_id: WorkflowId,
+        /// What the database said.
+        #[source]
+        source: StoreError,
+    },
+
+    /// The database could not be opened (the URL is shown with its
+    /// password masked).
+    #[error("cannot open {url}")]
+    Open {
+        /// The database URL, password masked.
+        url: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -275,5 +314,18 @@ impl Error {
             Error::HistoryDiverged { .. } => Some(HISTORY_DIVERGED),
             _ => None,
         }
+    }
+
+    /// Why a workflow that met this error is parked, for the errors that
+    /// park it.
+    pub fn failure_code(&self) -> Option<FailureCode> {
+        Some(match self {
+            Error::HistoryDiverged { .. } => FailureCode::HistoryDiverged,
+            Error::Decode { .. } => FailureCode::Undecodable,
+            Error::LoopStateTooLarge { .. } => FailureCode::StateTooLarge,
+            Error::InvalidInput { .. } => FailureCode::InvalidInput,
+            Error::StoreRejected { .. } => FailureCode::WriteRejected,
+            _ => return None,
+        })
     }
 }

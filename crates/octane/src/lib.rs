@@ -55,6 +55,7 @@ mod error;
 pub mod history;
 pub mod loops;
 mod message;
+mod runtime;
 mod signal;
 pub mod store;
 mod worker;
@@ -68,7 +69,7 @@ pub mod __private {
 
 pub use activity::{Activity, ActivityCtx, RetryPolicy};
 pub use ctx::{Child, Join, MessageSend, SignalDraft, SignalSend, WorkflowCtx};
-pub use engine::{Dispatch, Engine, HistoryEntry, SignalBuilder, DEFAULT_MAX_LOOP_STATE};
+pub use engine::{Dispatch, Engine, HistoryEntry, SignalBuilder};
 pub use error::{Error, HISTORY_DIVERGED};
 pub use loops::{Loop, Repeat};
 pub use message::{Message, Subscription};
@@ -76,8 +77,9 @@ pub use message::{Message, Subscription};
 pub use octane_macros::Message;
 /// Derives [`Signal`](trait@Signal) (name: the type's in snake case, or `#[signal(name = "…")]`).
 pub use octane_macros::Signal;
+pub use runtime::DEFAULT_MAX_LOOP_STATE;
 pub use signal::{Listen, Signal};
-pub use store::{ListFilter, WorkflowId, WorkflowInfo, WorkflowState};
+pub use store::{FailureCode, ListFilter, WorkflowId, WorkflowInfo, WorkflowState};
 pub use worker::{Worker, WorkerBuilder};
 pub use workflow::Workflow;
 

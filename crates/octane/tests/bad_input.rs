@@ -103,7 +103,7 @@ async fn unknown_ids_are_clear_errors(db: TestDb) {
     );
 }
 
-async fn a_stored_input_that_does_not_decode_fails_only_its_workflow(db: TestDb) {
+async fn a_stored_input_that_does_not_decode_parks_only_its_workflow(db: TestDb) {
     let engine = db.engine().await.register::<Typed>();
     let worker = fast_worker(&engine);
     let bad = engine
@@ -111,7 +111,8 @@ async fn a_stored_input_that_does_not_decode_fails_only_its_workflow(db: TestDb)
         .await
         .unwrap();
     let good = engine.dispatch::<Typed>(4).await.unwrap();
-    let info = wait_state(&engine, bad, WorkflowState::Failed).await;
+    let info = wait_state(&engine, bad, WorkflowState::Parked).await;
+    assert_eq!(info.code, Some(octane::FailureCode::InvalidInput));
     let error = info.error.unwrap();
     assert!(
         error.starts_with("invalid input for workflow `typed`"),
@@ -156,7 +157,8 @@ async fn a_corrupt_history_is_quarantined_alone(db: TestDb) {
         &ids[1].to_string(),
     )
     .await;
-    let info = wait_state(&engine, ids[1], WorkflowState::Failed).await;
+    let info = wait_state(&engine, ids[1], WorkflowState::Parked).await;
+    assert_eq!(info.code, Some(octane::FailureCode::CorruptHistory));
     let error = info.error.unwrap();
     assert!(
         error.contains("history does not decode") && error.contains("unknown event kind 99"),
@@ -168,9 +170,57 @@ async fn a_corrupt_history_is_quarantined_alone(db: TestDb) {
     worker.shutdown().await;
 }
 
+/// A row the store cannot read (its id is not a UUID) fails nobody's
+/// claim but its own: the other workflows of its name still run.
+async fn a_malformed_row_does_not_stop_the_claim_for_the_others(db: TestDb) {
+    let engine = db.engine().await.register::<Typed>();
+    let bad = engine.dispatch::<Typed>(1).await.unwrap();
+    db.execute_sql(
+        "UPDATE workflows SET id = 'not-a-uuid' WHERE id = ?1",
+        &bad.to_string(),
+    )
+    .await;
+    let good = engine.dispatch::<Typed>(2).await.unwrap();
+    let worker = fast_worker(&engine);
+    let output = tokio::time::timeout(Duration::from_secs(15), engine.wait::<Typed>(good)).await;
+    assert_eq!(output.expect("the good workflow ran").unwrap(), 4);
+    worker.shutdown().await;
+}
+
 store_tests!(
+    a_malformed_row_does_not_stop_the_claim_for_the_others,
     unknown_names_and_bad_json_are_refused_before_anything_is_stored,
     unknown_ids_are_clear_errors,
-    a_stored_input_that_does_not_decode_fails_only_its_workflow,
+    a_stored_input_that_does_not_decode_parks_only_its_workflow,
     a_corrupt_history_is_quarantined_alone,
 );
+
+/// A URL's password never appears in an error.
+#[tokio::test]
+async fn errors_never_show_a_database_password() {
+    for url in [
+        "postgres://octane:s3cret@127.0.0.1:1/octane",
+        "postgres://octane:s3cret@127.0.0.1:notaport/octane",
+        "postgresql://octane:s3cret@/octane?host=/nonexistent",
+    ] {
+        let err = Engine::open(url).await.err().expect("cannot open");
+        let shown = format!("{err} / {err:?}");
+        let shown = format!("{shown} / {:#}", anyhow::Error::from(err));
+        assert!(!shown.contains("s3cret"), "{url}: {shown}");
+        assert!(
+            shown.contains("octane"),
+            "still names the database: {shown}"
+        );
+    }
+}
+
+/// An in-memory SQLite database would be a new, empty one on every
+/// connection the store opens: refused with a clear error.
+#[tokio::test]
+async fn an_in_memory_sqlite_url_is_refused() {
+    let err = Engine::open("sqlite://:memory:")
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains(":memory:"), "{err}");
+}

@@ -133,7 +133,98 @@ async fn child_outcome_recorded(engine: &Engine, parent: WorkflowId) {
     .await;
 }
 
+#[derive(Serialize, Deserialize, Signal)]
+struct Hello(u64);
+
+/// Waits for one `Hello` and returns it.
+struct Greeted;
+impl Workflow for Greeted {
+    const NAME: &'static str = "greeted";
+    type Input = ();
+    type Output = u64;
+    async fn run(ctx: &mut WorkflowCtx, _: &()) -> Result<u64> {
+        Ok(ctx.listen::<Hello>().await?.0)
+    }
+}
+
+/// Starts a child and signals it straight away, before anything else
+/// could have carried the child's creation to the database.
+struct Greeter;
+impl Workflow for Greeter {
+    const NAME: &'static str = "greeter";
+    type Input = u64;
+    type Output = WorkflowId;
+    async fn run(ctx: &mut WorkflowCtx, n: &u64) -> Result<WorkflowId> {
+        let child = ctx.workflow::<Greeted>(()).dispatch().await?;
+        ctx.signal(Hello(*n)).to(child).send().await?;
+        Ok(child)
+    }
+}
+
+async fn a_signal_to_a_child_just_dispatched_reaches_it(db: TestDb) {
+    let engine = db
+        .engine()
+        .await
+        .register::<Greeter>()
+        .register::<Greeted>();
+    let worker = fast_worker(&engine);
+    let mut parents = Vec::new();
+    for n in 0..20 {
+        parents.push((n, engine.dispatch::<Greeter>(n).await.unwrap()));
+    }
+    for (n, parent) in parents {
+        let child = wait_output::<Greeter>(&engine, parent).await;
+        assert_eq!(wait_output::<Greeted>(&engine, child).await, n);
+    }
+    worker.shutdown().await;
+}
+
+/// The parent's workers are down while its child completes and an operator
+/// prunes finished workflows: the parent, started again, does not wait for
+/// ever on a child that is gone, but gets an error naming it.
+async fn a_child_pruned_before_its_parent_saw_it_finish_is_an_outcome(db: TestDb) {
+    let parents = db
+        .engine()
+        .await
+        .sleep_in_memory_below(Duration::ZERO)
+        .register::<Parent>();
+    let worker = fast_worker(&parents);
+    let key = unique("orphaned");
+    let parent = parents.dispatch::<Parent>((key.clone(), 5)).await.unwrap();
+    let child = support::eventually("the child to exist", Duration::from_secs(30), || async {
+        let children = parents
+            .list(ListFilter::default().name("double"))
+            .await
+            .unwrap();
+        children
+            .into_iter()
+            .find(|c| c.tags.contains_key("role"))
+            .map(|c| c.id)
+    })
+    .await;
+    wait_state(&parents, parent, WorkflowState::Sleeping).await;
+    worker.shutdown().await;
+
+    let children = db.engine().await.register::<Double>();
+    let child_worker = fast_worker(&children);
+    wait_state(&children, child, WorkflowState::Completed).await;
+    child_worker.shutdown().await;
+    assert!(children.prune(Duration::ZERO).await.unwrap() >= 1);
+
+    let worker = fast_worker(&parents);
+    child_outcome_recorded(&parents, parent).await;
+    parents.signal(Resume).to(parent).await.unwrap();
+    let outcome = wait_output::<Parent>(&parents, parent).await;
+    assert!(
+        outcome.starts_with("child failed: ") && outcome.contains(&child.to_string()),
+        "{outcome}"
+    );
+    worker.shutdown().await;
+}
+
 store_tests!(
     a_parent_gets_its_childs_output_and_replays_it_after_the_child_is_pruned,
     a_childs_failure_reaches_the_parent_as_an_error_it_can_handle,
+    a_signal_to_a_child_just_dispatched_reaches_it,
+    a_child_pruned_before_its_parent_saw_it_finish_is_an_outcome,
 );

@@ -153,7 +153,11 @@ async fn a_crash_between_join_members_commits_replays_each_member_in_place(db: T
             (1, 2, 3, 30),
             "crash after join commit {crash_at}"
         );
-        assert_eq!(executions(&format!("{key}/c")), 1, "c's record landed first");
+        assert_eq!(
+            executions(&format!("{key}/c")),
+            1,
+            "c's record landed first"
+        );
         let b = executions(&format!("{key}/b"));
         if crash_at == 2 {
             assert_eq!(b, 1, "b's record landed before the crash");

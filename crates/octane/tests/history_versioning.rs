@@ -181,7 +181,7 @@ async fn an_incompatible_change_parks_the_workflow_with_a_precise_error(db: Test
 
     let bad = deploy::<Incompatible>(&db).await;
     let worker = fast_worker(&bad);
-    let info = wait_state(&bad, id, WorkflowState::Failed).await;
+    let info = wait_state(&bad, id, WorkflowState::Parked).await;
     worker.shutdown().await;
     let error = info.error.unwrap();
     assert!(error.contains(HISTORY_DIVERGED), "{error}");
@@ -204,8 +204,9 @@ async fn an_incompatible_change_parks_the_workflow_with_a_precise_error(db: Test
         "nothing overwritten"
     );
     assert_eq!(executions(&format!("{key}/extra")), 0);
+    assert_eq!(info.code, Some(octane::FailureCode::HistoryDiverged));
     let err = engine.wait::<V1>(id).await.unwrap_err();
-    assert!(matches!(err, Error::WorkflowFailed { .. }), "{err}");
+    assert!(matches!(err, Error::WorkflowParked { .. }), "{err}");
 
     // The fix is deployed and the workflow woken: it carries on.
     let fixed = deploy::<V1>(&db).await;
@@ -286,7 +287,52 @@ async fn removed_stands_in_for_a_deleted_step(db: TestDb) {
     worker.shutdown().await;
 }
 
+#[derive(Serialize, Deserialize, Signal)]
+struct Ping;
+
+/// Waits briefly for a `Ping`, which never comes, then naps.
+struct TimesOut;
+impl Workflow for TimesOut {
+    const NAME: &'static str = "listener";
+    type Input = String;
+    type Output = bool;
+    async fn run(ctx: &mut WorkflowCtx, _: &String) -> Result<bool> {
+        let got = ctx
+            .listen_with_timeout::<Ping>(Duration::from_millis(20))
+            .await?;
+        ctx.sleep(NAP).await?;
+        Ok(got.is_some())
+    }
+}
+
+/// The same step turned into a `listen` without a timeout.
+struct WaitsForever;
+impl Workflow for WaitsForever {
+    const NAME: &'static str = "listener";
+    type Input = String;
+    type Output = bool;
+    async fn run(ctx: &mut WorkflowCtx, _: &String) -> Result<bool> {
+        ctx.listen::<Ping>().await?;
+        ctx.sleep(NAP).await?;
+        Ok(true)
+    }
+}
+
+/// `listen`, `listen_n` and `listen_with_timeout` record different steps:
+/// changing one for another in code is a divergence, never a panic.
+async fn changing_how_a_signal_is_waited_for_is_a_divergence(db: TestDb) {
+    let id = start_on_old_code::<TimesOut>(&db, &unique("timeout")).await;
+    let engine = deploy::<WaitsForever>(&db).await;
+    let worker = fast_worker(&engine);
+    let info = wait_state(&engine, id, WorkflowState::Parked).await;
+    let error = info.error.unwrap();
+    assert!(error.contains(HISTORY_DIVERGED), "{error}");
+    assert!(error.contains("signal `ping`"), "names the step: {error}");
+    worker.shutdown().await;
+}
+
 store_tests!(
+    changing_how_a_signal_is_waited_for_is_a_divergence,
     an_incompatible_change_parks_the_workflow_with_a_precise_error,
     a_higher_version_inserts_a_step_into_recorded_history,
     check_version_keeps_old_workflows_on_the_old_path,

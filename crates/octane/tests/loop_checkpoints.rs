@@ -206,7 +206,7 @@ impl Workflow for Hoarder {
     }
 }
 
-async fn a_loop_state_over_the_cap_fails_with_a_clear_error(db: TestDb) {
+async fn a_loop_state_over_the_cap_parks_with_a_clear_error(db: TestDb) {
     let engine = db
         .engine()
         .await
@@ -214,7 +214,8 @@ async fn a_loop_state_over_the_cap_fails_with_a_clear_error(db: TestDb) {
         .register::<Hoarder>();
     let worker = fast_worker(&engine);
     let id = engine.dispatch::<Hoarder>(()).await.unwrap();
-    let info = wait_state(&engine, id, WorkflowState::Failed).await;
+    let info = wait_state(&engine, id, WorkflowState::Parked).await;
+    assert_eq!(info.code, Some(octane::FailureCode::StateTooLarge));
     let error = info.error.unwrap();
     assert!(
         error.contains(&format!("loop at {{1}} of workflow {id}")),
@@ -222,7 +223,7 @@ async fn a_loop_state_over_the_cap_fails_with_a_clear_error(db: TestDb) {
     );
     assert!(error.contains("over the cap of 10240 bytes"), "{error}");
     let err = engine.wait::<Hoarder>(id).await.unwrap_err();
-    assert!(matches!(err, Error::WorkflowFailed { .. }));
+    assert!(matches!(err, Error::WorkflowParked { .. }));
     worker.shutdown().await;
 }
 
@@ -230,5 +231,5 @@ store_tests!(
     checkpoints_land_at_the_start_every_n_and_at_break,
     a_finished_loop_replays_its_output_without_running_the_body,
     a_sleep_inside_a_loop_evicts_and_resumes_the_loop,
-    a_loop_state_over_the_cap_fails_with_a_clear_error,
+    a_loop_state_over_the_cap_parks_with_a_clear_error,
 );

@@ -428,6 +428,52 @@ async fn signals_by_tags_need_exactly_one_recipient(db: TestDb) {
     worker.shutdown().await;
 }
 
+/// Signals `Deposit(5)` to the workflow carrying no tags at all: a target
+/// that names nobody.
+struct SignalsNobody;
+impl Workflow for SignalsNobody {
+    const NAME: &'static str = "signals_nobody";
+    type Input = ();
+    type Output = String;
+    async fn run(ctx: &mut WorkflowCtx, _: &()) -> Result<String> {
+        let none: Vec<(String, String)> = Vec::new();
+        match ctx.signal(Deposit { cents: 5 }).to_tags(none).send().await {
+            Err(Error::NoSignalTarget { .. }) => Ok("refused".into()),
+            other => Ok(format!("{other:?}")),
+        }
+    }
+}
+
+/// An empty tag set matches every workflow; it must name none instead.
+async fn a_signal_to_an_empty_tag_set_is_refused(db: TestDb) {
+    let engine = db
+        .engine()
+        .await
+        .register::<Tagged>()
+        .register::<SignalsNobody>();
+    let worker = fast_worker(&engine);
+    let only = engine.dispatch::<Tagged>(()).await.unwrap();
+    let none: Vec<(String, String)> = Vec::new();
+    let err = engine
+        .signal(Deposit { cents: 1 })
+        .to_tags(none)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NoSignalTarget { .. }), "{err}");
+    let sender = engine.dispatch::<SignalsNobody>(()).await.unwrap();
+    assert_eq!(
+        wait_output::<SignalsNobody>(&engine, sender).await,
+        "refused"
+    );
+    let pending = engine
+        .store()
+        .pending_signals(only, vec!["deposit".into()], 10)
+        .await
+        .unwrap();
+    assert!(pending.is_empty(), "nothing was delivered: {pending:?}");
+    worker.shutdown().await;
+}
+
 #[derive(Serialize, Deserialize, Message)]
 struct Echoed(u64);
 
@@ -505,4 +551,5 @@ store_tests!(
     signals_to_unknown_or_finished_workflows_are_clear_errors,
     pending_signals_of_a_finished_workflow_are_cleaned_up,
     signals_by_tags_need_exactly_one_recipient,
+    a_signal_to_an_empty_tag_set_is_refused,
 );

@@ -94,16 +94,34 @@ impl<W: Workflow> Child<'_, W> {
             Step::Live(location) => location,
         };
         let run = ctx.run().clone();
-        // The child must exist before we look at it.
-        run.flush().await?;
-        let info = run.store().get(child).await?;
-        let Some(info) = info.filter(|i| i.state.is_finished()) else {
+        let Some(info) = run.workflow(child).await? else {
+            // The child's creation has landed (reads wait for it), so a
+            // child that is not there was deleted — pruned before this
+            // workflow got to record its outcome. That is its outcome.
+            let message = format!(
+                "child workflow {child} no longer exists: it was deleted before this workflow \
+                 recorded its outcome (keep finished workflows longer than a parent may take \
+                 to pick up its children's outcomes)"
+            );
+            let mut event = Event::new(location, &req);
+            event.done = true;
+            event.error = Some(message.clone());
+            run.commit(vec![WriteOp::Put(event)], Transition::Continue)
+                .await?;
+            return Err(Error::ChildFailed {
+                workflow_id: ctx.workflow_id(),
+                child,
+                name: W::NAME,
+                message,
+            });
+        };
+        if !info.state.is_finished() {
             run.interrupt(Interrupt::Suspend(Suspend {
                 child: Some(child),
                 ..Suspend::default()
             }));
             return Err(run.yield_error("waiting for a child workflow"));
-        };
+        }
         let mut event = Event::new(location.clone(), &req);
         event.done = true;
         let outcome = match info.state {

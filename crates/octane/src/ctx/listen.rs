@@ -12,6 +12,36 @@ use crate::history::{input_hash, Event, EventKind, Location};
 use crate::signal::{Listen, Signal};
 use crate::store::{Delivery, NewSignal, SignalTarget, Suspend, Transition, WriteOp};
 
+/// How a listen step waits: part of its identity in history, so that code
+/// changed from one way to another replays as a divergence.
+enum Way {
+    /// `listen`: one signal, however long it takes. Hash 0, as recorded
+    /// before the ways were told apart.
+    One,
+    /// `listen_n`: up to n signals.
+    Many,
+    /// `listen_with_timeout`: one signal or none.
+    Timeout,
+}
+
+impl Way {
+    fn hash(&self) -> u64 {
+        match self {
+            Way::One => 0,
+            Way::Many => input_hash(b"listen_n"),
+            Way::Timeout => input_hash(b"listen_with_timeout"),
+        }
+    }
+}
+
+/// At most 200 characters of a signal body, for an error message.
+fn abbreviated(body: &str) -> String {
+    match body.char_indices().nth(200) {
+        Some((end, _)) => format!("{}…", &body[..end]),
+        None => body.to_string(),
+    }
+}
+
 /// A consumed signal as recorded in history.
 #[derive(Serialize, Deserialize)]
 struct Received {
@@ -32,8 +62,18 @@ impl WorkflowCtx {
     /// # Errors
     /// [`Error::Yield`] while waiting (propagate it with `?`); a step error.
     pub async fn listen<L: Listen>(&mut self) -> Result<L, Error> {
-        let mut got = self.listen_step::<L>(1, None).await?;
-        Ok(got.remove(0))
+        let got = self.listen_step::<L>(Way::One, 1, None).await?;
+        got.into_iter().next().ok_or_else(|| {
+            // Only a record made by other code (a listen that timed out) can
+            // hold nothing; the step identities tell them apart, so this is
+            // a history written by a build that did not.
+            self.run().park(Error::HistoryDiverged {
+                workflow_id: self.workflow_id(),
+                location: self.branch_location().clone(),
+                recorded: "signals received: none".into(),
+                requested: "a listen that waits for one".into(),
+            })
+        })
     }
 
     /// Like [`WorkflowCtx::listen`], but gives up after `timeout` and
@@ -47,7 +87,7 @@ impl WorkflowCtx {
         timeout: Duration,
     ) -> Result<Option<L>, Error> {
         Ok(self
-            .listen_step::<L>(1, Some(timeout))
+            .listen_step::<L>(Way::Timeout, 1, Some(timeout))
             .await?
             .into_iter()
             .next())
@@ -59,16 +99,17 @@ impl WorkflowCtx {
     /// # Errors
     /// [`Error::Yield`] while waiting; a step error.
     pub async fn listen_n<L: Listen>(&mut self, n: usize) -> Result<Vec<L>, Error> {
-        self.listen_step::<L>(n.max(1), None).await
+        self.listen_step::<L>(Way::Many, n.max(1), None).await
     }
 
     async fn listen_step<L: Listen>(
         &mut self,
+        way: Way,
         limit: usize,
         timeout: Option<Duration>,
     ) -> Result<Vec<L>, Error> {
         let names: Vec<String> = L::names().into_iter().map(str::to_string).collect();
-        let (step, req) = self.resolve(EventKind::Signal, &names.join("|"), 0)?;
+        let (step, req) = self.resolve(EventKind::Signal, &names.join("|"), way.hash())?;
         let run = self.run().clone();
         let (location, deadline) = match step {
             Step::Replay(e) if e.done => {
@@ -89,29 +130,34 @@ impl WorkflowCtx {
                 (location, deadline)
             }
         };
-        let pending = run
-            .store()
-            .pending_signals(run.workflow_id, names.clone(), limit)
-            .await?;
+        let pending = run.pending_signals(&names, limit).await?;
         let mut received = Vec::new();
         let mut values = Vec::new();
         let mut seqs = Vec::new();
         for p in pending {
-            seqs.push(p.seq);
             match L::decode(&p.name, &p.body) {
                 Ok(v) => {
+                    seqs.push(p.seq);
                     values.push(v);
                     received.push(Received {
                         name: p.name,
                         body: p.body,
                     });
                 }
-                // A body that does not fit the type cannot be handed to the
-                // code; it is logged in full and dropped with the others.
-                Err(e) => tracing::error!(
-                    workflow_id = %run.workflow_id, signal = %p.name, body = %p.body, error = %e,
-                    "signal body does not decode; dropped"
-                ),
+                // Signals are taken in send order: the ones before it are
+                // consumed, and this one stays pending.
+                Err(_) if !values.is_empty() => break,
+                // A signal the sender was told was delivered is never
+                // dropped: the workflow is parked with the signal kept, so
+                // that code that accepts it can take it after a wake-up.
+                Err(e) => {
+                    return Err(run.park(Error::Decode {
+                        workflow_id: run.workflow_id,
+                        location,
+                        what: format!("signal `{}`", p.name),
+                        message: format!("{e}; its body: {}", abbreviated(&p.body)),
+                    }))
+                }
             }
         }
         if !values.is_empty() {
@@ -122,11 +168,6 @@ impl WorkflowCtx {
             )
             .await?;
             return Ok(values);
-        }
-        if !seqs.is_empty() {
-            // Only undecodable signals: drop them and keep waiting.
-            run.commit(vec![WriteOp::AckSignals(seqs)], Transition::Continue)
-                .await?;
         }
         if let Some(d) = deadline {
             if now_ms() >= d {
@@ -154,7 +195,7 @@ impl WorkflowCtx {
             .into_iter()
             .map(|r| {
                 L::decode(&r.name, &r.body).map_err(|e| {
-                    self.run().fail(Error::Decode {
+                    self.run().park(Error::Decode {
                         workflow_id: self.workflow_id(),
                         location: location.clone(),
                         what: format!("signal `{}`", r.name),
@@ -232,7 +273,7 @@ impl<S: Signal> SignalSend<'_, S> {
                     .decode("signal delivery", &e.location, e.data.as_deref())?
             }
             Step::Live(location) => {
-                let delivery = run.store().resolve_target(self.target.clone()).await?;
+                let delivery = run.resolve_target(&self.target).await?;
                 let event =
                     Event::new(location, &req).finished(encode("signal delivery", &delivery)?);
                 let mut ops = vec![WriteOp::Put(event)];

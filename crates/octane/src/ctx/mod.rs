@@ -24,7 +24,7 @@ pub use child::Child;
 pub use join::Join;
 pub use listen::{SignalDraft, SignalSend};
 pub use message::MessageSend;
-pub(crate) use run::{Interrupt, RunConfig, RunShared};
+pub(crate) use run::{error_chain, Interrupt, RunConfig, RunEnv, RunShared, Stops};
 
 use crate::clock::{from_ms, now_ms};
 use crate::error::Error;
@@ -127,7 +127,7 @@ impl WorkflowCtx {
                 Ok((Step::Replay(e.clone()), step))
             }
             Ok(Resolved::Live(location)) => Ok((Step::Live(location), step)),
-            Err(m) => Err(self.run.fail(Error::HistoryDiverged {
+            Err(m) => Err(self.run.park(Error::HistoryDiverged {
                 workflow_id: self.run.workflow_id,
                 location: m.location,
                 recorded: m.recorded,
@@ -215,7 +215,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
     json: Option<&str>,
 ) -> Result<T, Error> {
     serde_json::from_str(json.unwrap_or("null")).map_err(|e| {
-        run.fail(Error::Decode {
+        run.park(Error::Decode {
             workflow_id: run.workflow_id,
             location: location.clone(),
             what: what.into(),

@@ -23,20 +23,40 @@
 //! delete then always runs after the inserts of the events it covers.
 //!
 //! Deferring is safe because anything durable that depends on a deferred
-//! value is committed in the same transaction as it or after it.
+//! value is committed in the same transaction as it or after it. For the
+//! same reason a run that is parked drops its pending writes: they were made
+//! by code that does not fit the history, and nothing durable needs them.
+//!
+//! Every write is driven to its end by a task of its own, so a step future
+//! dropped in the middle of its commit (user code racing it against a
+//! timeout) never leaves a transaction open.
+//!
+//! # The only door to the store
+//! A run reaches the store through this type alone. Its reads of other
+//! workflows first wait for the run's own writes that could change the
+//! answer (a child it just started), and a read that fails because the
+//! database is away is retried with backoff; a deterministic failure parks
+//! the workflow. A failed write whose outcome is unknown stops the run: only
+//! a replay from the database knows what landed.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, Shared};
 use futures::FutureExt;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::error::Error;
 use crate::history::{EventKind, History};
 use crate::message::MessageBus;
-use crate::store::{Batch, Lease, Store, StoreError, Suspend, Transition, WorkflowId, WriteOp};
+use crate::store::{
+    Batch, Cause, Delivery, FailureCode, Lease, PendingSignal, SignalTarget, Store, StoreError,
+    Suspend, Transition, WorkflowId, WorkflowInfo, WriteOp,
+};
 
 /// Why a run must stop before its code returns.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,23 +65,33 @@ pub(crate) enum Interrupt {
     Suspend(Suspend),
     /// The worker is draining: leave memory, runnable at once.
     Evict,
-    /// Stop without writing anything more (lease lost, store failed).
-    Abandon { reason: String },
-    /// Park the workflow as failed, whatever the code does with the error.
-    Fail {
-        error: String,
-        code: Option<&'static str>,
-    },
+    /// Stop without writing anything more: the lease is lost, or a write's
+    /// outcome is unknown. `release` says whether the lease may still be
+    /// ours to hand back.
+    Abandon { reason: String, release: bool },
+    /// Park the workflow, whatever the code does with the error.
+    Park { error: String, code: FailureCode },
 }
 
-/// Per-run settings taken from the engine and worker.
+/// Per-run settings.
 #[derive(Clone, Debug)]
 pub(crate) struct RunConfig {
     pub max_loop_state: usize,
     pub sleep_in_memory_below: Duration,
 }
 
-type FlushResult = Result<(), Arc<StoreError>>;
+/// What every run of an engine's workflows shares.
+#[derive(Clone)]
+pub(crate) struct RunEnv {
+    pub store: Arc<dyn Store>,
+    pub config: RunConfig,
+    /// Where workflows publish messages.
+    pub bus: MessageBus,
+    /// Told when a commit made another workflow runnable.
+    pub runnable: Arc<Notify>,
+}
+
+type FlushResult = Result<(), StoreError>;
 type Flush = Shared<BoxFuture<'static, FlushResult>>;
 
 #[derive(Default)]
@@ -85,6 +115,14 @@ impl Pipeline {
         all.append(&mut self.checkpoints);
         all
     }
+
+    /// Whether a pending write would change what a read of another
+    /// workflow answers: only a child's creation does.
+    fn creates_workflows(&self) -> bool {
+        self.pending
+            .iter()
+            .any(|op| matches!(op, WriteOp::CreateWorkflow(_)))
+    }
 }
 
 pub(crate) struct RunShared {
@@ -98,47 +136,59 @@ pub(crate) struct RunShared {
     pub lost: CancellationToken,
     /// Where the workflow's messages go.
     pub bus: MessageBus,
-    /// Told when a commit made another workflow runnable.
-    pub runnable: Arc<tokio::sync::Notify>,
+    runnable: Arc<Notify>,
     store: Arc<dyn Store>,
     lease: Lease,
     pipeline: Mutex<Pipeline>,
     interrupt: Mutex<Option<Interrupt>>,
+    /// Cancelled when the run is dropped: a write still under way then
+    /// belongs to a run that is gone (its worker was dropped, as in a
+    /// crash), and stops with it.
+    alive: CancellationToken,
 }
 
+impl Drop for RunShared {
+    fn drop(&mut self) {
+        self.alive.cancel();
+    }
+}
+
+/// The tokens that stop a run from outside.
+pub(crate) struct Stops {
+    /// The worker drains.
+    pub drain: CancellationToken,
+    /// The lease is gone.
+    pub lost: CancellationToken,
+}
+
+/// The first pause between retries of a read the database failed.
+const READ_BACKOFF: Duration = Duration::from_millis(20);
+/// The longest pause between retries of a failed read.
+const MAX_READ_BACKOFF: Duration = Duration::from_secs(2);
+
 impl RunShared {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        workflow_id: WorkflowId,
+        env: &RunEnv,
+        lease: Lease,
         name: &'static str,
         history: History,
-        config: RunConfig,
-        store: Arc<dyn Store>,
-        lease: Lease,
-        drain: CancellationToken,
-        lost: CancellationToken,
-        bus: MessageBus,
-        runnable: Arc<tokio::sync::Notify>,
+        stops: Stops,
     ) -> Self {
         RunShared {
-            workflow_id,
+            workflow_id: lease.workflow_id,
             name,
             history,
-            config,
-            drain,
-            lost,
-            bus,
-            runnable,
-            store,
+            config: env.config.clone(),
+            drain: stops.drain,
+            lost: stops.lost,
+            bus: env.bus.clone(),
+            runnable: env.runnable.clone(),
+            store: env.store.clone(),
             lease,
             pipeline: Mutex::new(Pipeline::default()),
             interrupt: Mutex::new(None),
+            alive: CancellationToken::new(),
         }
-    }
-
-    /// The store, for reads a step needs (pending signals, a child's state).
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// Records why the run must stop; the first reason wins.
@@ -162,7 +212,7 @@ impl RunShared {
     }
 
     /// Checked before every step: a step boundary is where a run stops when
-    /// it sleeps, is evicted, lost its lease or must fail.
+    /// it sleeps, is evicted, lost its lease or must be parked.
     pub fn boundary(&self) -> Result<(), Error> {
         if self.interrupt.lock().expect("interrupt lock").is_some() {
             return Err(self.yield_error("the run is stopping"));
@@ -170,6 +220,7 @@ impl RunShared {
         if self.lost.is_cancelled() {
             self.interrupt(Interrupt::Abandon {
                 reason: "lease lost".into(),
+                release: false,
             });
             return Err(self.yield_error("lease lost"));
         }
@@ -180,12 +231,13 @@ impl RunShared {
         Ok(())
     }
 
-    /// Parks the workflow as failed with `error`, whatever the code does
-    /// next, and returns the error for the code.
-    pub fn fail(&self, error: Error) -> Error {
-        self.interrupt(Interrupt::Fail {
+    /// Parks the workflow with `error` (one that has a
+    /// [failure code](Error::failure_code)), whatever the code does next, and
+    /// returns the error for the code.
+    pub fn park(&self, error: Error) -> Error {
+        self.interrupt(Interrupt::Park {
             error: error.to_string(),
-            code: error.code(),
+            code: error.failure_code().unwrap_or(FailureCode::Undecodable),
         });
         error
     }
@@ -209,43 +261,29 @@ impl RunShared {
     /// Starts flushing pending writes in the background, unless a write is
     /// still in flight (then they wait for the next commit or kick).
     pub fn kick(&self) {
-        let mut p = self.pipeline.lock().expect("pipeline lock");
-        if p.is_empty() {
-            return;
-        }
-        if let Some(last) = &p.last {
-            match last.clone().now_or_never() {
+        let last = {
+            let p = self.pipeline.lock().expect("pipeline lock");
+            if p.is_empty() {
+                return;
+            }
+            p.last.clone()
+        };
+        // Looked at outside the lock: whatever a store future does when
+        // polled, it cannot leave the pipeline poisoned.
+        if let Some(last) = last {
+            match last.now_or_never() {
                 None => return,
                 Some(Err(e)) => {
-                    drop(p);
                     self.on_store_error(&e);
                     return;
                 }
                 Some(Ok(())) => {}
             }
         }
+        let mut p = self.pipeline.lock().expect("pipeline lock");
+        let prior = p.last.take();
         let ops = p.take();
-        let flush = self.submit(None, ops, Transition::Continue);
-        tokio::spawn(flush.clone());
-        p.last = Some(flush);
-    }
-
-    /// Makes every write so far durable: commits what is pending, or, with
-    /// nothing pending, only waits for the write in flight (no round trip).
-    pub async fn flush(&self) -> Result<(), Error> {
-        let last = {
-            let p = self.pipeline.lock().expect("pipeline lock");
-            if !p.is_empty() {
-                None
-            } else {
-                Some(p.last.clone())
-            }
-        };
-        match last {
-            None => self.commit(Vec::new(), Transition::Continue).await,
-            Some(None) => Ok(()),
-            Some(Some(flush)) => flush.await.map_err(|e| self.on_store_error(&e)),
-        }
+        p.last = Some(self.submit(prior, ops, Transition::Continue));
     }
 
     /// Commits pending writes, `ops` and `transition` in one transaction,
@@ -262,6 +300,20 @@ impl RunShared {
         flush.await.map_err(|e| self.on_store_error(&e))
     }
 
+    /// Records how the run stopped, after every earlier write. A parked
+    /// run's pending writes are dropped: the code that made them does not
+    /// fit the workflow's history.
+    pub async fn finish(&self, transition: Transition) -> Result<(), Error> {
+        if matches!(transition, Transition::Park { .. }) {
+            let mut p = self.pipeline.lock().expect("pipeline lock");
+            p.take();
+        }
+        self.commit(Vec::new(), transition).await
+    }
+
+    /// Submits a write chained after `prior`, on a task of its own: it runs
+    /// to its end even if every step waiting on it is dropped, as long as
+    /// the run itself lives.
     fn submit(&self, prior: Option<Flush>, ops: Vec<WriteOp>, transition: Transition) -> Flush {
         let store = self.store.clone();
         let lease = self.lease.clone();
@@ -271,18 +323,31 @@ impl RunShared {
             .any(|op| matches!(op, WriteOp::SendSignal(_) | WriteOp::CreateWorkflow(_)));
         let runnable = self.runnable.clone();
         let name = self.name;
-        async move {
+        let write = async move {
             if let Some(prior) = prior {
-                prior.await?;
+                // A write the database refused left nothing behind, so the
+                // chain still holds (the run is being parked); any other
+                // failure may have landed, and only a replay knows.
+                if let Err(e) = prior.await {
+                    if !e.is_deterministic() {
+                        return Err(e);
+                    }
+                }
             }
             let started = std::time::Instant::now();
-            let now = now_ms();
             let batch = Batch {
                 ops,
                 transition,
-                now,
+                now: now_ms(),
             };
-            store.commit(&lease, batch).await.map_err(Arc::new)?;
+            AssertUnwindSafe(store.commit(&lease, batch))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::OutcomeUnknown(Cause::msg(
+                        "the store panicked during a commit",
+                    )))
+                })?;
             if wakes_others {
                 runnable.notify_one();
             }
@@ -291,32 +356,181 @@ impl RunShared {
                     .record(started.elapsed().as_secs_f64());
             }
             Ok(())
-        }
-        .boxed()
-        .shared()
+        };
+        let alive = self.alive.clone();
+        let write = async move {
+            tokio::select! {
+                done = write => done,
+                _ = alive.cancelled() => Err(StoreError::OutcomeUnknown(Cause::msg(
+                    "the run stopped during the write",
+                ))),
+            }
+        };
+        let flush = tokio::spawn(write)
+            .map(|joined| joined.unwrap_or_else(|e| Err(StoreError::OutcomeUnknown(Cause::new(e)))))
+            .boxed()
+            .shared();
+        flush
     }
 
-    /// Turns a failed write into the step's error and stops the run: after
-    /// a write whose outcome is unknown, only a fresh replay knows the truth.
+    /// The oldest `limit` pending signals of these names sent to this
+    /// workflow. The run's own pending writes never hold any (a signal it
+    /// sends itself commits at once), so nothing is flushed first.
+    ///
+    /// # Errors
+    /// As [`RunShared::read`].
+    pub async fn pending_signals(
+        &self,
+        names: &[String],
+        limit: usize,
+    ) -> Result<Vec<PendingSignal>, Error> {
+        let id = self.workflow_id;
+        self.read("pending signals", |store| {
+            let names = names.to_vec();
+            async move { store.pending_signals(id, names, limit).await }
+        })
+        .await
+    }
+
+    /// Where a signal to `target` would go, as the database sees it once
+    /// this run's own writes (a child just started) have landed.
+    ///
+    /// # Errors
+    /// As [`RunShared::read`].
+    pub async fn resolve_target(&self, target: &SignalTarget) -> Result<Delivery, Error> {
+        self.settle_for_reads().await?;
+        self.read("a signal's recipient", |store| {
+            let target = target.clone();
+            async move { store.resolve_target(target).await }
+        })
+        .await
+    }
+
+    /// Another workflow, as the database sees it once this run's own
+    /// writes (its creation, for a child) have landed.
+    ///
+    /// # Errors
+    /// As [`RunShared::read`].
+    pub async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, Error> {
+        self.settle_for_reads().await?;
+        self.read(
+            "a child workflow",
+            |store| async move { store.get(id).await },
+        )
+        .await
+    }
+
+    /// Waits for the write in flight, and commits the pending ones only if
+    /// they would change what a read of another workflow answers: a read
+    /// costs no extra round trip otherwise.
+    async fn settle_for_reads(&self) -> Result<(), Error> {
+        let creates = self
+            .pipeline
+            .lock()
+            .expect("pipeline lock")
+            .creates_workflows();
+        if creates {
+            return self.commit(Vec::new(), Transition::Continue).await;
+        }
+        let last = self.pipeline.lock().expect("pipeline lock").last.clone();
+        match last {
+            Some(flush) => flush.await.map_err(|e| self.on_store_error(&e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a read for a step. A database that is away is waited out with
+    /// backoff (the run stops instead if it loses its lease or its worker
+    /// drains meanwhile); a deterministic failure parks the workflow.
+    ///
+    /// # Errors
+    /// [`Error::Yield`] when the run stops while waiting; the store's error
+    /// when it parks the workflow.
+    async fn read<T, F, Fut>(&self, what: &'static str, read: F) -> Result<T, Error>
+    where
+        F: Fn(Arc<dyn Store>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut backoff = READ_BACKOFF;
+        loop {
+            let outcome = AssertUnwindSafe(read(self.store.clone()))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable(Cause::msg(
+                        "the store panicked during a read",
+                    )))
+                });
+            match outcome {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() || matches!(e, StoreError::Closed) => {
+                    metrics::counter!("octane_store_errors_total").increment(1);
+                    tracing::warn!(
+                        workflow_id = %self.workflow_id, error = %error_chain(&e), retry_in = ?backoff,
+                        "reading {what} failed; retrying"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.drain.cancelled() => {}
+                        _ = self.lost.cancelled() => {}
+                    }
+                    self.boundary()?;
+                    backoff = (backoff * 2).min(MAX_READ_BACKOFF);
+                }
+                Err(e) => return Err(self.on_store_error(&e)),
+            }
+        }
+    }
+
+    /// Turns a failed store call into the step's error and decides what
+    /// becomes of the run: a lost lease or an unknown outcome stops it (only
+    /// a fresh replay knows the truth), a deterministic failure parks the
+    /// workflow with the cause.
     fn on_store_error(&self, e: &StoreError) -> Error {
         match e {
             StoreError::LeaseLost { .. } => {
                 self.interrupt(Interrupt::Abandon {
                     reason: "lease lost".into(),
+                    release: false,
                 });
                 self.yield_error("lease lost")
             }
+            e if e.is_deterministic() => {
+                let error = Error::StoreRejected {
+                    workflow_id: self.workflow_id,
+                    source: e.clone(),
+                };
+                let code = match e {
+                    StoreError::Corrupt { .. } => FailureCode::CorruptHistory,
+                    _ => FailureCode::WriteRejected,
+                };
+                self.interrupt(Interrupt::Park {
+                    error: format!("{error}: {}", error_chain(e)),
+                    code,
+                });
+                error
+            }
             other => {
                 self.interrupt(Interrupt::Abandon {
-                    reason: other.to_string(),
+                    reason: error_chain(other),
+                    release: true,
                 });
-                Error::Store(StoreError::Commit(format!(
-                    "workflow {}: {other}",
-                    self.workflow_id
-                )))
+                self.yield_error("the database failed; the workflow will be replayed")
             }
         }
     }
+}
+
+/// An error with its causes, on one line.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 fn is_checkpoint(op: &WriteOp) -> bool {

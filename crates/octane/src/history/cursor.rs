@@ -284,7 +284,10 @@ mod tests {
         let with_x = run(&full, &[act("a", 1), act("x", 2), act("b", 1), act("c", 1)]);
         assert_eq!(names(&with_x), ["a@{1}", "x@{1.1}", "b@{2}", "c@{3}"]);
         let holed: Vec<Event> = with_x.into_iter().filter(|e| e.name != "b").collect();
-        let again = run(&holed, &[act("a", 1), act("x", 2), act("b", 1), act("c", 1)]);
+        let again = run(
+            &holed,
+            &[act("a", 1), act("x", 2), act("b", 1), act("c", 1)],
+        );
         assert_eq!(names(&again), ["a@{1}", "x@{1.1}", "b@{2}", "c@{3}"]);
     }
 

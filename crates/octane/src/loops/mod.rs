@@ -218,7 +218,7 @@ fn checkpoint<S: Serialize>(
     metrics::histogram!("octane_loop_state_bytes", "workflow" => run.name)
         .record(json.len() as f64);
     if json.len() > run.config.max_loop_state {
-        return Err(run.fail(Error::LoopStateTooLarge {
+        return Err(run.park(Error::LoopStateTooLarge {
             workflow_id: run.workflow_id,
             location: location.clone(),
             size: json.len(),

@@ -9,6 +9,7 @@
 //! caller's lease epoch in the same transaction as the write (fencing): a
 //! worker that lost its lease can never write again.
 
+mod error;
 pub mod postgres;
 pub mod sqlite;
 mod types;
@@ -16,97 +17,14 @@ mod types;
 use async_trait::async_trait;
 
 pub use types::{
-    Batch, ClaimRequest, Claimed, ClaimedWorkflow, Control, Delivery, Lease, ListFilter, NewSignal,
-    NewWorkflow, PendingSignal, SignalTarget, Suspend, Transition, WorkflowId, WorkflowInfo,
-    WorkflowState, WriteOp,
+    Batch, ClaimRequest, Claimed, ClaimedWorkflow, Control, Delivery, FailureCode, Lease,
+    ListFilter, NewSignal, NewWorkflow, PendingSignal, SignalTarget, Suspend, Transition,
+    WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
 };
 
+pub use error::{mask_password, Cause, StoreError};
+
 use crate::history::Event;
-
-/// Errors at the storage boundary.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The write was fenced off: another worker holds the workflow now (or
-    /// it was cancelled). Drop the in-memory run; never retry the write.
-    #[error(
-        "lease lost on workflow {workflow_id}: another worker took it over, or it was cancelled"
-    )]
-    LeaseLost {
-        /// The workflow whose lease was lost.
-        workflow_id: WorkflowId,
-    },
-    /// The database failed; whether a write took effect is unknown. Re-read
-    /// the truth before acting again.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// A transaction shared with other writes failed to commit.
-    #[error("group commit failed: {0}")]
-    Commit(String),
-    /// A stored value could not be decoded.
-    #[error("corrupt row in {table}: {detail}")]
-    Corrupt {
-        /// The table holding the row.
-        table: &'static str,
-        /// What was wrong with it.
-        detail: String,
-    },
-    /// The database URL is not one Octane understands.
-    #[error("unsupported database url `{0}`: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE")]
-    BadUrl(String),
-    /// PostgreSQL failed; whether a write took effect is unknown.
-    #[error("postgres: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
-    /// No PostgreSQL connection could be had from the pool.
-    #[error("postgres connection pool: {0}")]
-    Pool(String),
-    /// The store is shutting down.
-    #[error("store closed")]
-    Closed,
-    /// The schema could not be migrated.
-    #[error("migration {version} failed: {detail}")]
-    Migration {
-        /// The migration that failed.
-        version: i64,
-        /// Why.
-        detail: String,
-    },
-}
-
-impl StoreError {
-    /// Whether trying the same operation later may succeed (the database was
-    /// busy or briefly unavailable), as opposed to a logical failure.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            StoreError::Sqlite(e) => matches!(
-                e.sqlite_error_code(),
-                Some(
-                    rusqlite::ErrorCode::DatabaseBusy
-                        | rusqlite::ErrorCode::DatabaseLocked
-                        | rusqlite::ErrorCode::SystemIoFailure
-                        | rusqlite::ErrorCode::CannotOpen
-                )
-            ),
-            StoreError::Postgres(e) => {
-                use tokio_postgres::error::SqlState;
-                e.is_closed()
-                    || e.code().is_some_and(|c| {
-                        c.code().starts_with("08")
-                            || [
-                                SqlState::ADMIN_SHUTDOWN,
-                                SqlState::CRASH_SHUTDOWN,
-                                SqlState::CANNOT_CONNECT_NOW,
-                                SqlState::T_R_SERIALIZATION_FAILURE,
-                                SqlState::T_R_DEADLOCK_DETECTED,
-                            ]
-                            .contains(c)
-                    })
-            }
-            StoreError::Commit(_) | StoreError::Pool(_) => true,
-            _ => false,
-        }
-    }
-}
 
 /// Persistent state of workflows and their histories.
 ///
@@ -190,7 +108,8 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store a URL names: `sqlite://PATH` or `postgres://…`.
 ///
 /// # Errors
-/// [`StoreError::BadUrl`] for an unknown scheme; backend errors otherwise.
+/// [`StoreError::BadUrl`] for an unknown scheme or options; backend errors
+/// otherwise. No message shows the URL's password.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(std::sync::Arc::new(
@@ -199,10 +118,13 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     }
     if let Some(rest) = url.strip_prefix("sqlite://") {
         let options =
-            sqlite::Options::from_url_rest(rest).map_err(|_| StoreError::BadUrl(url.into()))?;
+            sqlite::Options::from_url_rest(rest).map_err(|e| StoreError::bad_url(url, e))?;
         return Ok(std::sync::Arc::new(
             sqlite::SqliteStore::open(options).await?,
         ));
     }
-    Err(StoreError::BadUrl(url.to_string()))
+    Err(StoreError::bad_url(
+        url,
+        "use sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE",
+    ))
 }

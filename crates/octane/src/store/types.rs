@@ -57,10 +57,16 @@ pub enum WorkflowState {
     Sleeping,
     /// Finished with an output.
     Completed,
-    /// Finished with an error (or parked on a diverged history).
+    /// Finished with an error its code returned.
     Failed,
     /// Cancelled from outside.
     Cancelled,
+    /// Stopped by the engine because it cannot run as it is (its history
+    /// diverged from the code, a recorded value or a signal no longer
+    /// decodes, its state outgrew the cap): kept as it was, pending signals
+    /// included, until [`Engine::wake`](crate::Engine::wake) after a fix.
+    /// Not finished: its parent keeps waiting, and it is never pruned.
+    Parked,
 }
 
 impl WorkflowState {
@@ -73,10 +79,11 @@ impl WorkflowState {
             WorkflowState::Completed => "completed",
             WorkflowState::Failed => "failed",
             WorkflowState::Cancelled => "cancelled",
+            WorkflowState::Parked => "parked",
         }
     }
 
-    /// Whether the workflow has finished for good (until woken by hand).
+    /// Whether the workflow has finished for good.
     pub fn is_finished(self) -> bool {
         matches!(
             self,
@@ -101,8 +108,84 @@ impl FromStr for WorkflowState {
             "completed" => WorkflowState::Completed,
             "failed" => WorkflowState::Failed,
             "cancelled" => WorkflowState::Cancelled,
+            "parked" => WorkflowState::Parked,
             other => return Err(format!("unknown workflow state `{other}`")),
         })
+    }
+}
+
+/// Why the engine stopped a workflow: stored with it, shown by `wf list`
+/// and `wf show`, filterable with `wf list --code`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FailureCode {
+    /// The code took another step than the history recorded.
+    HistoryDiverged,
+    /// The stored history does not decode.
+    CorruptHistory,
+    /// The workflow's stored row does not decode.
+    CorruptRow,
+    /// The stored input does not deserialize into the workflow's input.
+    InvalidInput,
+    /// The workflow's code panicked.
+    Panic,
+    /// A recorded value or a pending signal does not deserialize into the
+    /// code's types.
+    Undecodable,
+    /// A loop's state outgrew the engine's cap.
+    StateTooLarge,
+    /// The database refused a write of the workflow (a value it cannot
+    /// hold).
+    WriteRejected,
+}
+
+impl FailureCode {
+    /// The persisted name of the code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCode::HistoryDiverged => "history_diverged",
+            FailureCode::CorruptHistory => "corrupt_history",
+            FailureCode::CorruptRow => "corrupt_row",
+            FailureCode::InvalidInput => "invalid_input",
+            FailureCode::Panic => "panic",
+            FailureCode::Undecodable => "undecodable",
+            FailureCode::StateTooLarge => "state_too_large",
+            FailureCode::WriteRejected => "write_rejected",
+        }
+    }
+
+    /// Every code, for tools that list them.
+    pub const ALL: [FailureCode; 8] = [
+        FailureCode::HistoryDiverged,
+        FailureCode::CorruptHistory,
+        FailureCode::CorruptRow,
+        FailureCode::InvalidInput,
+        FailureCode::Panic,
+        FailureCode::Undecodable,
+        FailureCode::StateTooLarge,
+        FailureCode::WriteRejected,
+    ];
+}
+
+impl fmt::Display for FailureCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FailureCode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // `OCTANE-DIVERGED` is how rows written before the codes had one
+        // spelling name a diverged history.
+        if s == crate::error::HISTORY_DIVERGED {
+            return Ok(FailureCode::HistoryDiverged);
+        }
+        FailureCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown failure code `{s}`"))
     }
 }
 
@@ -119,8 +202,11 @@ pub struct WorkflowInfo {
     pub input: String,
     /// The output as JSON, once completed.
     pub output: Option<String>,
-    /// The error, once failed.
+    /// The error, once failed or parked.
     pub error: Option<String>,
+    /// Why the engine parked it (or, for rows written by older versions,
+    /// failed it).
+    pub code: Option<FailureCode>,
     /// Tags given at dispatch.
     pub tags: BTreeMap<String, String>,
     /// When it next becomes runnable (ms since the epoch), if scheduled.
@@ -236,14 +322,40 @@ pub enum Transition {
         /// The output.
         output: String,
     },
-    /// It failed; `code` classifies the error (e.g. a diverged history).
-    /// Its pending signals are deleted and a parent waiting for it is woken.
+    /// Its code returned an error. Its pending signals are deleted and a
+    /// parent waiting for it is woken.
     Fail {
         /// The error message.
         error: String,
-        /// A stable code for the error kind.
-        code: Option<String>,
     },
+    /// The engine cannot run it as it is: it leaves memory and waits for an
+    /// operator. Its pending signals stay, its parent is not told, it is
+    /// not pruned.
+    Park {
+        /// The error message.
+        error: String,
+        /// Why.
+        code: FailureCode,
+    },
+}
+
+impl Transition {
+    /// Whether the workflow finishes for good with this transition.
+    pub fn is_finished(&self) -> bool {
+        matches!(self, Transition::Complete { .. } | Transition::Fail { .. })
+    }
+
+    /// What the run came to, as metrics label it.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Transition::Continue => "continued",
+            Transition::Suspend(_) => "suspended",
+            Transition::Release => "released",
+            Transition::Complete { .. } => "completed",
+            Transition::Fail { .. } => "failed",
+            Transition::Park { .. } => "parked",
+        }
+    }
 }
 
 /// The wake-up conditions of a suspended workflow.
@@ -360,7 +472,6 @@ impl ListFilter {
 pub enum Control {
     /// Stop it for good; its worker's next write is fenced off.
     Cancel,
-    /// Make a failed (e.g. parked on a diverged history) or sleeping
-    /// workflow runnable now.
+    /// Make a parked or sleeping workflow runnable now.
     Wake,
 }

@@ -8,11 +8,11 @@
 //! `poll_interval` (which covers work created by other processes).
 
 mod heartbeat;
+mod leases;
 mod retention;
 mod runner;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -20,22 +20,24 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{duration_ms, now_ms};
-use crate::engine::Engine;
-use crate::store::{ClaimRequest, Lease, WorkflowId};
+use crate::runtime::Core;
+use crate::store::ClaimRequest;
+use leases::Leases;
 
-/// Configures and starts a [`Worker`]; from [`Engine::worker`].
+/// Configures and starts a [`Worker`]; from
+/// [`Engine::worker`](crate::Engine::worker).
 #[must_use = "a worker does nothing until spawned"]
 pub struct WorkerBuilder {
-    engine: Engine,
+    core: Arc<Core>,
     concurrency: usize,
     lease_ttl: Duration,
     poll_interval: Duration,
 }
 
 impl WorkerBuilder {
-    pub(crate) fn new(engine: Engine) -> Self {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
         WorkerBuilder {
-            engine,
+            core,
             concurrency: 64,
             lease_ttl: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
@@ -69,12 +71,12 @@ impl WorkerBuilder {
     pub fn spawn(self) -> Worker {
         let shared = Arc::new(WorkerShared {
             id: uuid::Uuid::new_v4(),
-            engine: self.engine,
+            core: self.core,
             concurrency: self.concurrency,
             lease_ttl: self.lease_ttl,
             poll_interval: self.poll_interval,
             drain: CancellationToken::new(),
-            leases: Mutex::new(HashMap::new()),
+            leases: Arc::default(),
         });
         let task = tokio::spawn(run(shared.clone()));
         Worker {
@@ -84,16 +86,16 @@ impl WorkerBuilder {
     }
 }
 
-pub(crate) struct WorkerShared {
-    pub id: uuid::Uuid,
-    pub engine: Engine,
-    pub concurrency: usize,
-    pub lease_ttl: Duration,
-    pub poll_interval: Duration,
+struct WorkerShared {
+    id: uuid::Uuid,
+    core: Arc<Core>,
+    concurrency: usize,
+    lease_ttl: Duration,
+    poll_interval: Duration,
     /// Cancelled by `shutdown`: runs stop at their next step boundary.
-    pub drain: CancellationToken,
-    /// Leases of the runs in memory, with the token that stops each run.
-    pub leases: Mutex<HashMap<WorkflowId, (Lease, CancellationToken)>>,
+    drain: CancellationToken,
+    /// Leases of the runs in memory.
+    leases: Arc<Leases>,
 }
 
 /// A running worker.
@@ -115,7 +117,7 @@ impl Worker {
 
     /// How many workflows are in this worker's memory.
     pub fn running(&self) -> usize {
-        self.shared.leases.lock().expect("leases lock").len()
+        self.shared.leases.len()
     }
 
     /// Stops claiming work and evicts every running workflow at its next
@@ -148,12 +150,19 @@ impl Drop for AbortOnDrop {
 }
 
 async fn run(shared: Arc<WorkerShared>) {
-    let _heartbeat = AbortOnDrop(tokio::spawn(heartbeat::run(shared.clone())));
-    let _retention = AbortOnDrop(tokio::spawn(retention::run(shared.clone())));
+    let _heartbeat = AbortOnDrop(tokio::spawn(heartbeat::run(
+        shared.core.store().clone(),
+        shared.leases.clone(),
+        shared.lease_ttl,
+    )));
+    let _retention = shared
+        .core
+        .retain_finished
+        .map(|retain| AbortOnDrop(tokio::spawn(retention::run(shared.core.clone(), retain))));
     let slots = Arc::new(Semaphore::new(shared.concurrency));
     let mut runs = JoinSet::new();
-    let names = shared.engine.registered_names();
-    let store = shared.engine.store().clone();
+    let names = shared.core.registry.names();
+    let store = shared.core.store().clone();
     let mut backoff = Duration::ZERO;
     while !shared.drain.is_cancelled() {
         while runs.try_join_next().is_some() {}
@@ -182,19 +191,14 @@ async fn run(shared: Arc<WorkerShared>) {
                             .clone()
                             .try_acquire_owned()
                             .expect("claims never exceed free slots");
-                        let lost = CancellationToken::new();
-                        let stale = shared
-                            .leases
-                            .lock()
-                            .expect("leases lock")
-                            .insert(wf.lease.workflow_id, (wf.lease.clone(), lost.clone()));
-                        if let Some((_, stale)) = stale {
-                            // Our own lease lapsed (a heartbeat came too
-                            // late) and we won the workflow back: the old
-                            // run is fenced off already; stop it too.
-                            stale.cancel();
-                        }
-                        runs.spawn(runner::run(shared.clone(), wf, lost, permit));
+                        let guard = shared.leases.hold(wf.lease.clone());
+                        runs.spawn(runner::run(
+                            shared.core.clone(),
+                            shared.drain.child_token(),
+                            wf,
+                            guard,
+                            permit,
+                        ));
                     }
                     if full {
                         continue;
@@ -219,7 +223,7 @@ async fn run(shared: Arc<WorkerShared>) {
             wait = wait.min(Duration::from_millis(until));
         }
         tokio::select! {
-            _ = shared.engine.inner.runnable.notified() => {}
+            _ = shared.core.env.runnable.notified() => {}
             _ = tokio::time::sleep(wait) => {}
             Some(_) = runs.join_next(), if !runs.is_empty() => {}
             _ = shared.drain.cancelled() => {}

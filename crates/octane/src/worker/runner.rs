@@ -9,82 +9,80 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::WorkerShared;
-use crate::ctx::{Interrupt, RunConfig, RunShared, WorkflowCtx};
-use crate::engine::RunError;
+use super::leases::LeaseGuard;
+use crate::clock::now_ms;
+use crate::ctx::{error_chain, Interrupt, RunShared, Stops, WorkflowCtx};
 use crate::error::Error;
 use crate::history::{History, Location};
-use crate::store::{Batch, ClaimedWorkflow, StoreError, Transition};
+use crate::runtime::{Core, RunError};
+use crate::store::{Batch, ClaimedWorkflow, FailureCode, Lease, Store, StoreError, Transition};
 
+/// Runs `claimed` to a stop. The lease guard and the worker slot are held
+/// until this task ends, however it ends.
 pub(super) async fn run(
-    shared: Arc<WorkerShared>,
+    core: Arc<Core>,
+    drain: CancellationToken,
     claimed: ClaimedWorkflow,
-    lost: CancellationToken,
+    guard: LeaseGuard,
     _slot: OwnedSemaphorePermit,
 ) {
-    let id = claimed.lease.workflow_id;
-    let epoch = claimed.lease.epoch;
-    let span = tracing::info_span!("workflow", workflow_id = %id, name = %claimed.name);
-    run_one(&shared, claimed, lost).instrument(span).await;
-    let mut leases = shared.leases.lock().expect("leases lock");
-    if leases
-        .get(&id)
-        .is_some_and(|(lease, _)| lease.epoch == epoch)
-    {
-        leases.remove(&id);
-    }
+    let span = tracing::info_span!(
+        "workflow",
+        workflow_id = %claimed.lease.workflow_id,
+        name = %claimed.name
+    );
+    run_one(&core, drain, claimed, &guard)
+        .instrument(span)
+        .await;
 }
 
-async fn run_one(shared: &WorkerShared, claimed: ClaimedWorkflow, lost: CancellationToken) {
-    let engine = &shared.engine;
-    let store = engine.store().clone();
-    let id = claimed.lease.workflow_id;
-    let Some(registered) = engine.registered(&claimed.name) else {
-        // Claims name only registered workflows; a registry that changed
-        // under us leaves the workflow for a worker that knows it.
+async fn run_one(
+    core: &Core,
+    drain: CancellationToken,
+    claimed: ClaimedWorkflow,
+    guard: &LeaseGuard,
+) {
+    let store = core.store();
+    let lease = guard.lease().clone();
+    let id = lease.workflow_id;
+    let Some(registered) = core.registry.get(&claimed.name) else {
+        // Claims name only this core's workflows; hand anything else back.
+        release(store.as_ref(), &lease).await;
         return;
     };
     let events = match store.load_history(id).await {
         Ok(events) => events,
         Err(e @ StoreError::Corrupt { .. }) => {
-            // Quarantine this workflow alone: it fails visibly, the worker
-            // and every other workflow carry on.
-            tracing::error!(error = %e, "history does not decode; quarantining the workflow");
-            let now = crate::clock::now_ms();
-            let batch = Batch {
-                transition: Transition::Fail {
-                    error: format!("workflow {id}: history does not decode: {e}"),
-                    code: Some("corrupt_history".into()),
-                },
-                now,
-                ..Batch::default()
+            // Quarantine this workflow alone: it is parked visibly, the
+            // worker and every other workflow carry on.
+            tracing::error!(error = %e, "history does not decode; parking the workflow");
+            let transition = Transition::Park {
+                error: format!("workflow {id}: history does not decode: {e}"),
+                code: FailureCode::CorruptHistory,
             };
-            if let Err(e) = store.commit(&claimed.lease, batch).await {
-                tracing::warn!(error = %e, "could not quarantine the workflow");
+            match store.commit(&lease, batch(transition)).await {
+                Ok(()) => core.finished.notify_waiters(),
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "could not park the workflow")
+                }
             }
-            engine.inner.finished.notify_waiters();
             return;
         }
         Err(e) => {
-            tracing::warn!(error = %e, "loading history failed; the workflow is retried after its lease expires");
+            tracing::warn!(error = %error_chain(&e), "loading history failed; handing the workflow back");
+            release(store.as_ref(), &lease).await;
             return;
         }
     };
-    let config = engine.config();
     let run = Arc::new(RunShared::new(
-        id,
+        &core.env,
+        lease.clone(),
         registered.name,
         History::from_events(events),
-        RunConfig {
-            max_loop_state: config.max_loop_state,
-            sleep_in_memory_below: config.sleep_in_memory_below,
+        Stops {
+            drain,
+            lost: guard.lost(),
         },
-        store,
-        claimed.lease,
-        shared.drain.child_token(),
-        lost,
-        engine.inner.bus.clone(),
-        engine.inner.runnable.clone(),
     ));
     let ctx = WorkflowCtx::new(run.clone(), Location::root());
     let outcome = AssertUnwindSafe((registered.run)(ctx, claimed.input))
@@ -93,54 +91,75 @@ async fn run_one(shared: &WorkerShared, claimed: ClaimedWorkflow, lost: Cancella
     let transition = match run.take_interrupt() {
         Some(Interrupt::Suspend(suspend)) => Transition::Suspend(suspend),
         Some(Interrupt::Evict) => Transition::Release,
-        Some(Interrupt::Abandon { reason }) => {
-            tracing::info!(%reason, "run abandoned");
+        Some(Interrupt::Abandon {
+            reason,
+            release: mine,
+        }) => {
+            tracing::info!(%reason, "run abandoned; the workflow will be replayed");
+            if mine {
+                release(store.as_ref(), &lease).await;
+            }
             return;
         }
-        Some(Interrupt::Fail { error, code }) => Transition::Fail {
-            error,
-            code: code.map(str::to_string),
-        },
+        Some(Interrupt::Park { error, code }) => Transition::Park { error, code },
         None => match outcome {
             Ok(Ok(output)) => Transition::Complete { output },
-            Ok(Err(RunError::Input(message))) => Transition::Fail {
+            Ok(Err(RunError::Input(message))) => Transition::Park {
                 error: Error::InvalidInput {
                     workflow: registered.name.to_string(),
                     message,
                 }
                 .to_string(),
-                code: Some("invalid_input".into()),
+                code: FailureCode::InvalidInput,
             },
             Ok(Err(RunError::Workflow(e))) => Transition::Fail {
                 error: format!("{e:#}"),
-                code: None,
             },
-            Err(_) => Transition::Fail {
+            Err(_) => Transition::Park {
                 error: format!("workflow `{}` panicked", registered.name),
-                code: Some("panic".into()),
+                code: FailureCode::Panic,
             },
         },
     };
-    let finished = matches!(
-        transition,
-        Transition::Complete { .. } | Transition::Fail { .. }
-    );
-    let state = match &transition {
-        Transition::Complete { .. } => "completed",
-        Transition::Fail { .. } => "failed",
-        Transition::Suspend(_) => "suspended",
-        _ => "released",
-    };
-    match run.commit(Vec::new(), transition).await {
+    let outcome = transition.outcome();
+    let leaves_waiters = transition.is_finished() || matches!(transition, Transition::Park { .. });
+    match run.finish(transition).await {
         Ok(()) => {
-            metrics::counter!("octane_workflow_runs_total", "workflow" => registered.name, "outcome" => state)
+            metrics::counter!("octane_workflow_runs_total", "workflow" => registered.name, "outcome" => outcome)
                 .increment(1);
-            if finished {
-                engine.inner.finished.notify_waiters();
+            if leaves_waiters {
+                core.finished.notify_waiters();
             } else {
-                engine.inner.runnable.notify_one();
+                core.env.runnable.notify_one();
             }
         }
-        Err(e) => tracing::warn!(error = %e, "recording how the run stopped failed"),
+        Err(e) => {
+            tracing::warn!(error = %error_chain(&e), "recording how the run stopped failed");
+            if let Some(Interrupt::Abandon { release: true, .. }) = run.take_interrupt() {
+                release(store.as_ref(), &lease).await;
+            }
+        }
+    }
+}
+
+fn batch(transition: Transition) -> Batch {
+    Batch {
+        transition,
+        now: now_ms(),
+        ..Batch::default()
+    }
+}
+
+/// Hands a workflow back, runnable at once, so that it is replayed without
+/// waiting for the lease to expire. Nothing else is written: what the run
+/// did that landed is what the replay will find. If the database is still
+/// away, the lease simply runs out.
+async fn release(store: &dyn Store, lease: &Lease) {
+    match store.commit(lease, batch(Transition::Release)).await {
+        Ok(()) | Err(StoreError::LeaseLost { .. }) => {}
+        Err(e) => tracing::warn!(
+            error = %error_chain(&e),
+            "handing the workflow back failed; it is taken over when its lease expires"
+        ),
     }
 }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod crash;
+pub mod faults;
 pub mod loops;
 pub mod process;
 

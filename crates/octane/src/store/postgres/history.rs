@@ -5,11 +5,11 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio_postgres::{Row, Statement};
 
-use super::{leases, signals, workflows};
+use super::{leases, rows, signals, workflows};
 use crate::history::{
     active_ranges, forgotten_ranges, iterations_range, Event, EventKind, Location, LoopBoundary,
 };
-use crate::store::{Lease, StoreError, WorkflowId, WriteOp};
+use crate::store::{Cause, Lease, StoreError, WorkflowId, WriteOp};
 
 const EVENT_COLUMNS: &str =
     "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at";
@@ -147,10 +147,11 @@ async fn put(
     e: &Event,
     now: i64,
 ) -> Result<(), StoreError> {
-    let version = i32::try_from(e.version).map_err(|_| corrupt("version", e.version))?;
-    let kind = i32::try_from(e.kind.code()).map_err(|_| corrupt("kind", e.kind.code()))?;
-    let attempts = i32::try_from(e.attempts).map_err(|_| corrupt("attempts", e.attempts))?;
-    let iteration = i64::try_from(e.iteration).map_err(|_| corrupt("iteration", e.iteration))?;
+    let version = i32::try_from(e.version).map_err(|_| too_large("version", e.version))?;
+    let kind = i32::try_from(e.kind.code()).map_err(|_| too_large("kind", e.kind.code()))?;
+    let attempts = i32::try_from(e.attempts).map_err(|_| too_large("attempts", e.attempts))?;
+    let iteration = i64::try_from(e.iteration).map_err(|_| too_large("iteration", e.iteration))?;
+    let error = e.error.as_deref().map(rows::without_nul);
     tx.execute(
         stmt,
         &[
@@ -161,7 +162,7 @@ async fn put(
             &e.name,
             &i64::from_be_bytes(e.input_hash.to_be_bytes()),
             &e.data,
-            &e.error,
+            &error,
             &attempts,
             &iteration,
             &e.done,
@@ -217,6 +218,14 @@ fn decode_location(bytes: &[u8]) -> Result<Location, StoreError> {
 
 fn decode_u64(what: &'static str, v: i64) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| corrupt(what, v))
+}
+
+/// A value to write that its column cannot hold: the same write would fail
+/// every time.
+fn too_large(what: &'static str, v: impl std::fmt::Display) -> StoreError {
+    StoreError::Rejected(Cause::msg(format!(
+        "event {what} {v} is out of the range its column holds"
+    )))
 }
 
 fn corrupt(what: &'static str, v: impl std::fmt::Display) -> StoreError {

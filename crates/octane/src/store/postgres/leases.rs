@@ -3,7 +3,9 @@
 use deadpool_postgres::Transaction;
 use tokio_postgres::Statement;
 
-use crate::store::{ClaimRequest, Claimed, ClaimedWorkflow, Lease, StoreError, WorkflowId};
+use crate::store::{
+    ClaimRequest, Claimed, ClaimedWorkflow, FailureCode, Lease, StoreError, WorkflowId,
+};
 
 /// Leases up to `limit` runnable workflows and reports the next deadline.
 /// `SKIP LOCKED` lets many workers claim at once without waiting on each
@@ -38,15 +40,36 @@ pub(super) async fn claim(tx: &Transaction<'_>, req: &ClaimRequest) -> Result<Cl
         .await?;
     let mut workflows = Vec::with_capacity(rows.len());
     for row in rows {
-        workflows.push(ClaimedWorkflow {
-            lease: Lease {
-                workflow_id: parse_id(&row.try_get::<_, String>(0)?)?,
-                owner: req.owner,
-                epoch: row.try_get(3)?,
-            },
-            name: row.try_get(1)?,
-            input: row.try_get(2)?,
-        });
+        // Each row is decoded on its own: one that does not decode is
+        // parked, and the claim goes on for the others.
+        let id: String = row.try_get(0)?;
+        let claimed = (|| -> Result<ClaimedWorkflow, StoreError> {
+            Ok(ClaimedWorkflow {
+                lease: Lease {
+                    workflow_id: parse_id(&id)?,
+                    owner: req.owner,
+                    epoch: row.try_get(3)?,
+                },
+                name: row.try_get(1)?,
+                input: row.try_get(2)?,
+            })
+        })();
+        match claimed {
+            Ok(c) => workflows.push(c),
+            Err(e) => {
+                tracing::error!(id, error = %e, "a workflow row does not decode; parking it");
+                let park = tx
+                    .prepare_cached(
+                        "UPDATE workflows SET state = 'parked', error = $2, error_code = $4,
+                         lease_owner = NULL, lease_expires = NULL, wake_at = NULL,
+                         updated_at = $3 WHERE id = $1",
+                    )
+                    .await?;
+                let error = format!("the workflow's row does not decode: {e}");
+                let code = FailureCode::CorruptRow.as_str();
+                tx.execute(&park, &[&id, &error, &req.now, &code]).await?;
+            }
+        }
     }
     let next = tx
         .prepare_cached(

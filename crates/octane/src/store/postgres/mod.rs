@@ -32,6 +32,7 @@
 mod history;
 mod leases;
 mod migrate;
+mod rows;
 mod schema;
 mod signals;
 mod workflows;
@@ -69,14 +70,12 @@ impl Drop for PostgresStore {
 /// Runs `$body` in a transaction on a pooled connection and commits it.
 macro_rules! in_tx {
     ($self:ident, $tx:ident => $body:expr) => {{
-        let mut client = $self
-            .pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Pool(e.to_string()))?;
+        let mut client = $self.pool.get().await?;
         let $tx = client.transaction().await?;
         let out = $body;
-        $tx.commit().await?;
+        $tx.commit()
+            .await
+            .map_err(|e| StoreError::from(e).during_commit())?;
         Ok(out)
     }};
 }
@@ -87,8 +86,9 @@ impl PostgresStore {
     /// # Errors
     /// A malformed URL, an unreachable server, or a failed migration.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|_| StoreError::BadUrl(url.into()))?;
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::bad_url(url, e.to_string()))?;
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -101,11 +101,8 @@ impl PostgresStore {
             .wait_timeout(Some(Duration::from_secs(30)))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
-            .map_err(|e| StoreError::Pool(e.to_string()))?;
-        let mut client = pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Pool(e.to_string()))?;
+            .map_err(|e| StoreError::bad_url(url, e.to_string()))?;
+        let mut client = pool.get().await?;
         migrate::migrate(&mut client).await?;
         drop(client);
         let watchers: Arc<Mutex<Vec<Arc<Notify>>>> = Arc::default();

@@ -14,6 +14,8 @@ pub(super) async fn resolve(
 ) -> Result<Delivery, StoreError> {
     match target {
         SignalTarget::Id(id) => state_of(tx, *id, false).await,
+        // No tags would match every workflow: a target that names nobody.
+        SignalTarget::Tags(tags) if tags.is_empty() => Ok(Delivery::NoMatch),
         SignalTarget::Tags(tags) => {
             let keys: Vec<&String> = tags.keys().collect();
             let values: Vec<&String> = tags.values().collect();

@@ -6,14 +6,14 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
 use super::leases::parse_id;
-use super::{notify_runnable, signals};
+use super::{notify_runnable, rows, signals};
 use crate::store::{
     Control, ListFilter, NewWorkflow, StoreError, Transition, WorkflowId, WorkflowInfo,
     WorkflowState,
 };
 
 const COLUMNS: &str =
-    "id, name, state, input, output, error, tags, wake_at, created_at, updated_at";
+    "id, name, state, input, output, error, tags, wake_at, created_at, updated_at, error_code";
 
 pub(super) async fn create(tx: &Transaction<'_>, wf: &NewWorkflow) -> Result<(), StoreError> {
     let id = wf.id.to_string();
@@ -166,15 +166,28 @@ pub(super) async fn transition(
             tx.execute(&stmt, &[&id, &now, output]).await?;
             finished(tx, &id, now).await?;
         }
-        Transition::Fail { error, code } => {
+        Transition::Fail { error } => {
             let stmt = tx
                 .prepare_cached(&format!(
-                    "UPDATE workflows SET state = 'failed', error = $3, error_code = $4,
+                    "UPDATE workflows SET state = 'failed', error = $3, error_code = NULL,
                      wake_at = NULL, {RELEASE} WHERE id = $1"
                 ))
                 .await?;
-            tx.execute(&stmt, &[&id, &now, error, code]).await?;
+            let error = rows::without_nul(error);
+            tx.execute(&stmt, &[&id, &now, &error]).await?;
             finished(tx, &id, now).await?;
+        }
+        Transition::Park { error, code } => {
+            let stmt = tx
+                .prepare_cached(&format!(
+                    "UPDATE workflows SET state = 'parked', error = $3, error_code = $4,
+                     wake_at = NULL, listening = NULL, waiting_child = NULL, {RELEASE}
+                     WHERE id = $1"
+                ))
+                .await?;
+            let error = rows::without_nul(error);
+            tx.execute(&stmt, &[&id, &now, &error, &code.as_str()])
+                .await?;
         }
     }
     Ok(())
@@ -278,7 +291,7 @@ pub(super) async fn control(
             .await?;
             finished(tx, &key, now).await?;
         }
-        Control::Wake if matches!(before, WorkflowState::Failed | WorkflowState::Sleeping) => {
+        Control::Wake if matches!(before, WorkflowState::Parked | WorkflowState::Sleeping) => {
             tx.execute(
                 "UPDATE workflows SET state = 'pending', error = NULL, error_code = NULL,
                  listening = NULL, waiting_child = NULL, wake_at = $2, updated_at = $2 WHERE id = $1",
@@ -316,6 +329,10 @@ fn decode(row: &Row) -> Result<WorkflowInfo, StoreError> {
         input: row.try_get(3)?,
         output: row.try_get(4)?,
         error: row.try_get(5)?,
+        // A code this version does not know reads as none, not as damage.
+        code: row
+            .try_get::<_, Option<String>>(10)?
+            .and_then(|c| c.parse().ok()),
         tags: serde_json::from_str::<BTreeMap<String, String>>(&tags)
             .map_err(|e| corrupt(format!("tags of {id}: {e}")))?,
         wake_at: row.try_get(7)?,

@@ -2,7 +2,9 @@
 
 use rusqlite::Connection;
 
-use crate::store::{ClaimRequest, Claimed, ClaimedWorkflow, Lease, StoreError, WorkflowId};
+use crate::store::{
+    ClaimRequest, Claimed, ClaimedWorkflow, FailureCode, Lease, StoreError, WorkflowId,
+};
 
 fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)
@@ -28,33 +30,48 @@ pub(super) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Claimed, St
                AND (lease_expires IS NULL OR lease_expires <= ?3)
                AND name IN ({names})
              ORDER BY wake_at LIMIT ?4)
-         RETURNING id, name, input, lease_epoch"
+         RETURNING rowid, id, name, input, lease_epoch"
     );
     let owner = req.owner.to_string();
     let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
     let mut params: Vec<&dyn rusqlite::ToSql> = vec![&owner, &req.expires_at, &req.now, &limit];
     params.extend(req.names.iter().map(|n| n as &dyn rusqlite::ToSql));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params.as_slice(), |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
+    // Each row is decoded on its own: one that does not decode is parked
+    // below, and the claim goes on for the others.
+    let rows = stmt
+        .query_map(params.as_slice(), |r| {
+            let decoded = (|| -> rusqlite::Result<_> {
+                Ok((
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })();
+            Ok((r.get::<_, i64>(0)?, decoded))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(stmt);
     let mut workflows = Vec::new();
-    for row in rows {
-        let (id, name, input, epoch) = row?;
-        workflows.push(ClaimedWorkflow {
-            lease: Lease {
-                workflow_id: parse_id(&id)?,
-                owner: req.owner,
-                epoch,
-            },
-            name,
-            input,
-        });
+    for (rowid, decoded) in rows {
+        let claimed = decoded
+            .map_err(StoreError::from)
+            .and_then(|(id, name, input, epoch)| {
+                Ok(ClaimedWorkflow {
+                    lease: Lease {
+                        workflow_id: parse_id(&id)?,
+                        owner: req.owner,
+                        epoch,
+                    },
+                    name,
+                    input,
+                })
+            });
+        match claimed {
+            Ok(c) => workflows.push(c),
+            Err(e) => quarantine(conn, rowid, &e, req.now)?,
+        }
     }
     let next_sql = format!(
         "SELECT MIN(wake_at) FROM workflows
@@ -68,6 +85,24 @@ pub(super) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Claimed, St
         workflows,
         next_wake_at,
     })
+}
+
+/// Parks a claimed row that does not decode, so that it stops being
+/// claimed; it is found by its row number, since its id may be the damage.
+fn quarantine(conn: &Connection, rowid: i64, e: &StoreError, now: i64) -> Result<(), StoreError> {
+    tracing::error!(rowid, error = %e, "a workflow row does not decode; parking it");
+    conn.prepare_cached(
+        "UPDATE workflows SET state = 'parked', error = ?2, error_code = ?4,
+         lease_owner = NULL, lease_expires = NULL, wake_at = NULL, updated_at = ?3
+         WHERE rowid = ?1",
+    )?
+    .execute((
+        rowid,
+        format!("the workflow's row does not decode: {e}"),
+        now,
+        FailureCode::CorruptRow.as_str(),
+    ))?;
+    Ok(())
 }
 
 /// Checks that `lease` is current: the first statement of every history

@@ -38,6 +38,9 @@ mod signals;
 mod workflows;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -45,8 +48,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{
-    Batch, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal, NewWorkflow,
-    PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo, WorkflowState,
+    Batch, Cause, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
+    NewWorkflow, PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo,
+    WorkflowState,
 };
 use crate::history::Event;
 use writer::Writer;
@@ -81,10 +85,25 @@ impl Options {
     }
 
     /// Parses what follows `sqlite://`: `PATH[?synchronous=full|normal]`.
-    /// An empty path means `octane.db`.
+    /// An empty path means `octane.db`. A relative path is made absolute
+    /// against the current directory now, so that connections opened later
+    /// (after a `chdir`) reach the same file.
+    ///
+    /// # Errors
+    /// An unknown option, or `:memory:`: every connection the store opens
+    /// would see a new, empty database of its own.
     pub fn from_url_rest(rest: &str) -> Result<Self, String> {
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut options = Options::new(if path.is_empty() { "octane.db" } else { path });
+        if path == ":memory:" || path.starts_with("file::memory:") {
+            return Err(
+                "`:memory:` is not supported: each connection would open a database of its own; \
+                 use a file (a temporary one for tests)"
+                    .into(),
+            );
+        }
+        let path = std::path::absolute(if path.is_empty() { "octane.db" } else { path })
+            .map_err(|e| format!("cannot resolve the path `{path}`: {e}"))?;
+        let mut options = Options::new(path);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("synchronous", "full")) => options.synchronous = Synchronous::Full,
@@ -146,7 +165,7 @@ impl SqliteStore {
         let opts = options.clone();
         let conn = tokio::task::spawn_blocking(move || open_writer(&opts))
             .await
-            .map_err(|e| StoreError::Commit(e.to_string()))??;
+            .map_err(|e| StoreError::Unavailable(Cause::new(e)))??;
         Ok(SqliteStore {
             writer: Writer::spawn(conn),
             readers: Arc::new(ReaderPool {
@@ -169,6 +188,8 @@ impl SqliteStore {
             .acquire_owned()
             .await
             .map_err(|_| StoreError::Closed)?;
+        // A read that panics (or a runtime shutting down) loses nothing; it
+        // is reported as the database being unavailable to that caller.
         tokio::task::spawn_blocking(move || {
             let conn = pool.take()?;
             let out = f(&conn);
@@ -177,7 +198,7 @@ impl SqliteStore {
             out
         })
         .await
-        .map_err(|e| StoreError::Commit(e.to_string()))?
+        .map_err(|e| StoreError::Unavailable(Cause::new(e)))?
     }
 }
 

@@ -32,6 +32,8 @@ pub(super) fn resolve(conn: &Connection, target: &SignalTarget) -> Result<Delive
                 }
             })
         }
+        // No tags would match every workflow: a target that names nobody.
+        SignalTarget::Tags(tags) if tags.is_empty() => Ok(Delivery::NoMatch),
         SignalTarget::Tags(tags) => {
             let mut sql = String::from(
                 "SELECT id FROM workflows WHERE state NOT IN ('completed', 'failed', 'cancelled')",

@@ -12,7 +12,7 @@ use crate::store::{
 };
 
 const COLUMNS: &str =
-    "id, name, state, input, output, error, tags, wake_at, created_at, updated_at";
+    "id, name, state, input, output, error, tags, wake_at, created_at, updated_at, error_code";
 
 pub(super) fn create(conn: &Connection, wf: &NewWorkflow) -> Result<(), StoreError> {
     let id = wf.id.to_string();
@@ -145,13 +145,20 @@ pub(super) fn transition(
             .execute((&id, now, output))?;
             finished(conn, &id, now)?;
         }
-        Transition::Fail { error, code } => {
+        Transition::Fail { error } => {
             conn.prepare_cached(&format!(
-                "UPDATE workflows SET state = 'failed', error = ?3, error_code = ?4,
+                "UPDATE workflows SET state = 'failed', error = ?3, error_code = NULL,
                  wake_at = NULL, {RELEASE} WHERE id = ?1"
             ))?
-            .execute((&id, now, error, code))?;
+            .execute((&id, now, error))?;
             finished(conn, &id, now)?;
+        }
+        Transition::Park { error, code } => {
+            conn.prepare_cached(&format!(
+                "UPDATE workflows SET state = 'parked', error = ?3, error_code = ?4,
+                 wake_at = NULL, listening = NULL, waiting_child = NULL, {RELEASE} WHERE id = ?1"
+            ))?
+            .execute((&id, now, error, code.as_str()))?;
         }
     }
     Ok(())
@@ -227,7 +234,7 @@ pub(super) fn control(
             finished(conn, &id.to_string(), now)?;
             return Ok(Some(before));
         }
-        Control::Wake if matches!(before, WorkflowState::Failed | WorkflowState::Sleeping) => {
+        Control::Wake if matches!(before, WorkflowState::Parked | WorkflowState::Sleeping) => {
             "UPDATE workflows SET state = 'pending', error = NULL, error_code = NULL,
              listening = NULL, waiting_child = NULL, wake_at = ?2, updated_at = ?2 WHERE id = ?1"
         }
@@ -248,6 +255,7 @@ type RawWorkflow = (
     Option<i64>,
     i64,
     i64,
+    Option<String>,
 );
 
 fn read_row(r: &Row<'_>) -> rusqlite::Result<RawWorkflow> {
@@ -262,11 +270,12 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<RawWorkflow> {
         r.get(7)?,
         r.get(8)?,
         r.get(9)?,
+        r.get(10)?,
     ))
 }
 
 fn decode(raw: RawWorkflow) -> Result<WorkflowInfo, StoreError> {
-    let (id, name, state, input, output, error, tags, wake_at, created_at, updated_at) = raw;
+    let (id, name, state, input, output, error, tags, wake_at, created_at, updated_at, code) = raw;
     let corrupt = |detail: String| StoreError::Corrupt {
         table: "workflows",
         detail,
@@ -278,6 +287,8 @@ fn decode(raw: RawWorkflow) -> Result<WorkflowInfo, StoreError> {
         input,
         output,
         error,
+        // A code this version does not know reads as none, not as damage.
+        code: code.and_then(|c| c.parse().ok()),
         tags: serde_json::from_str::<BTreeMap<String, String>>(&tags)
             .map_err(|e| corrupt(format!("tags of {id}: {e}")))?,
         wake_at,

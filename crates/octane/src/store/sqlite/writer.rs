@@ -9,9 +9,14 @@
 //! the previous commit was in flight, so batching grows with load.
 //!
 //! A job that fails rolls back to its savepoint and fails alone; the others
-//! in the group still commit. If the `COMMIT` itself fails every job in the
-//! group is told so, and none of them knows more than that the outcome is
-//! unknown: callers drop their in-memory state and re-read the database.
+//! in the group still commit. A job that panics fails the same way (the
+//! thread lives on). SQLite may roll back the whole transaction on some
+//! errors (a full disk, an I/O error): then the jobs already run are undone
+//! with it, so they and the jobs not yet run are told that nothing was
+//! written — none of them is ever told of a success that did not happen.
+//! If the `COMMIT` itself fails every job in the group is told so, and none
+//! of them knows more than that the outcome is unknown: callers drop their
+//! in-memory state and re-read the database.
 
 use std::sync::mpsc;
 use std::thread;
@@ -19,7 +24,7 @@ use std::thread;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::store::StoreError;
+use crate::store::{Cause, StoreError};
 
 /// The most jobs one transaction takes.
 const MAX_GROUP: usize = 512;
@@ -58,16 +63,22 @@ impl Writer {
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            match conn
-                .map_err(|e| StoreError::Commit(e.to_string()))
-                .and_then(f)
-            {
+            let outcome = conn.map_err(StoreError::clone).and_then(|conn| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn))).unwrap_or_else(
+                    |_| {
+                        Err(StoreError::OutcomeUnknown(Cause::msg(
+                            "a write job panicked; it was rolled back",
+                        )))
+                    },
+                )
+            });
+            match outcome {
                 Ok(v) => (
                     true,
                     Box::new(move |commit_error: Option<&StoreError>| {
                         let _ = tx.send(match commit_error {
                             None => Ok(v),
-                            Some(e) => Err(StoreError::Commit(e.to_string())),
+                            Some(e) => Err(e.clone()),
                         });
                     }),
                 ),
@@ -128,8 +139,8 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
         let Some(replies) = replies else {
             continue;
         };
-        let outcome = execute(&conn, "COMMIT");
-        if outcome.is_err() {
+        let outcome = execute(&conn, "COMMIT").map_err(StoreError::during_commit);
+        if outcome.is_err() && !conn.is_autocommit() {
             let _ = execute(&conn, "ROLLBACK");
         }
         metrics::histogram!("octane_sqlite_group_size").record(size as f64);
@@ -150,24 +161,46 @@ fn execute(conn: &Connection, sql: &str) -> Result<(), StoreError> {
 /// rolled back (and `None` says there is nothing left to commit).
 fn run_alone(conn: &Connection, job: Job) -> Option<Vec<Reply>> {
     let (ok, reply) = job(Ok(conn));
-    if ok {
+    if ok && !conn.is_autocommit() {
         return Some(vec![reply]);
     }
-    let rollback = execute(conn, "ROLLBACK");
-    reply(rollback.as_ref().err());
+    if !conn.is_autocommit() {
+        let _ = execute(conn, "ROLLBACK");
+    }
+    reply(Some(&StoreError::Unavailable(Cause::msg(
+        "the transaction was rolled back by the database",
+    ))));
     None
 }
 
-/// Each job in its own savepoint, so that a failing job fails alone.
+/// Each job in its own savepoint, so that a failing job fails alone — unless
+/// its failure took the whole transaction with it.
 fn run_group(conn: &Connection, group: Vec<Job>) -> Option<Vec<Reply>> {
-    let mut replies = Vec::with_capacity(group.len());
-    for job in group {
+    let mut replies: Vec<Reply> = Vec::with_capacity(group.len());
+    let mut jobs = group.into_iter();
+    while let Some(job) = jobs.next() {
         if let Err(e) = execute(conn, "SAVEPOINT job") {
             let (_, reply) = job(Err(&e));
             reply(Some(&e));
             continue;
         }
         let (ok, reply) = job(Ok(conn));
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back: a `RELEASE` now
+            // would start committing each later job on its own.
+            let undone = StoreError::Unavailable(Cause::msg(
+                "the group's transaction was rolled back by the database",
+            ));
+            reply(Some(&undone));
+            for reply in replies {
+                reply(Some(&undone));
+            }
+            for job in jobs {
+                let (_, reply) = job(Err(&undone));
+                reply(Some(&undone));
+            }
+            return None;
+        }
         let end = if ok {
             execute(conn, "RELEASE job")
         } else {
@@ -180,4 +213,118 @@ fn run_group(conn: &Connection, group: Vec<Job>) -> Option<Vec<Reply>> {
         replies.push(reply);
     }
     Some(replies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestJob = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>;
+
+    fn writer() -> (tempfile::TempDir, Writer) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        (dir, Writer::spawn(conn))
+    }
+
+    fn insert(x: i64) -> impl FnOnce(&Connection) -> Result<(), StoreError> + Send {
+        move |c| {
+            c.execute("INSERT INTO t VALUES (?1)", [x])?;
+            Ok(())
+        }
+    }
+
+    async fn rows(w: &Writer) -> Vec<i64> {
+        w.write(|c| {
+            let mut stmt = c.prepare("SELECT x FROM t ORDER BY x")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Queues `jobs` behind a slow job the writer is already running, so
+    /// that they form one group.
+    async fn grouped<F>(w: &Writer, jobs: Vec<F>) -> Vec<Result<(), StoreError>>
+    where
+        F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
+    {
+        let (started, running) = oneshot::channel();
+        let slow = tokio::spawn({
+            let w = w.clone();
+            async move {
+                w.write(move |_| {
+                    let _ = started.send(());
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    Ok(())
+                })
+                .await
+            }
+        });
+        running.await.unwrap();
+        let out = futures::future::join_all(jobs.into_iter().map(|job| w.write(job))).await;
+        slow.await.unwrap().unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_writer_lives_on() {
+        let (_dir, w) = writer();
+        let boxed = |f: TestJob| f;
+        let out = grouped(
+            &w,
+            vec![
+                boxed(Box::new(insert(1))),
+                boxed(Box::new(|_| panic!("a bug in a job"))),
+                boxed(Box::new(insert(3))),
+            ],
+        )
+        .await;
+        assert!(out[0].is_ok() && out[2].is_ok(), "{out:?}");
+        assert!(
+            matches!(out[1], Err(StoreError::OutcomeUnknown(_))),
+            "{out:?}"
+        );
+        let alone = w
+            .write(|_| -> Result<(), StoreError> { panic!("alone") })
+            .await;
+        assert!(alone.is_err());
+        w.write(insert(4)).await.unwrap();
+        assert_eq!(rows(&w).await, [1, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_job_that_loses_the_whole_transaction_takes_no_one_down_with_a_lie() {
+        let (_dir, w) = writer();
+        let boxed = |f: TestJob| f;
+        // What SQLite does on some errors (a full disk, an I/O error): the
+        // whole transaction is rolled back, not just the statement.
+        let rolls_back = |c: &Connection| -> Result<(), StoreError> {
+            c.execute_batch("ROLLBACK")?;
+            Err(StoreError::Unavailable(Cause::msg("disk full")))
+        };
+        let out = grouped(
+            &w,
+            vec![
+                boxed(Box::new(insert(1))),
+                boxed(Box::new(rolls_back)),
+                boxed(Box::new(insert(3))),
+            ],
+        )
+        .await;
+        let landed = rows(&w).await;
+        for (i, r) in out.iter().enumerate() {
+            let x = [1, 2, 3][i];
+            assert_eq!(
+                r.is_ok(),
+                landed.contains(&x),
+                "job {x} reported {r:?} but the table holds {landed:?}"
+            );
+        }
+        assert!(landed.is_empty(), "{landed:?}");
+        w.write(insert(4)).await.unwrap();
+        assert_eq!(rows(&w).await, [4]);
+    }
 }

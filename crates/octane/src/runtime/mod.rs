@@ -1,0 +1,87 @@
+//! The runtime core: what the engine's facade and its workers share — the
+//! store, the registered workflows, the run settings and the in-process
+//! notifiers. It sits between the worker (which drives runs) and the
+//! contexts (which a run's code steps through).
+//!
+//! A core never changes once a worker holds it: the facade's builder
+//! methods copy it on write, so a worker runs exactly the workflows and
+//! settings it was spawned with.
+
+mod registry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+pub(crate) use registry::{Registry, RunError};
+
+use crate::clock::{duration_ms, now_ms};
+use crate::ctx::{RunConfig, RunEnv};
+use crate::message::MessageBus;
+use crate::store::{Store, StoreError};
+
+/// The default cap on a loop's serialized state: 1 MiB.
+pub const DEFAULT_MAX_LOOP_STATE: usize = 1 << 20;
+
+/// How many workflows one pruning transaction deletes at most.
+const PRUNE_BATCH: usize = 500;
+
+#[derive(Clone)]
+pub(crate) struct Core {
+    /// What every run shares: the store, the run settings, the notifiers.
+    pub env: RunEnv,
+    pub registry: Registry,
+    /// Some workflow finished: wakes `wait` callers.
+    pub finished: Arc<Notify>,
+    /// How long finished workflows are kept, if workers prune them.
+    pub retain_finished: Option<Duration>,
+}
+
+impl Core {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        let runnable = Arc::new(Notify::new());
+        store.watch_runnable(runnable.clone());
+        Core {
+            env: RunEnv {
+                store,
+                config: RunConfig {
+                    max_loop_state: DEFAULT_MAX_LOOP_STATE,
+                    sleep_in_memory_below: Duration::from_secs(1),
+                },
+                bus: MessageBus::new(),
+                runnable,
+            },
+            registry: Registry::default(),
+            finished: Arc::new(Notify::new()),
+            retain_finished: None,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.env.store
+    }
+
+    /// Deletes workflows that finished more than `older_than` ago, in
+    /// batches; `progress` gets the running total after each batch that
+    /// deleted something.
+    pub async fn prune(
+        &self,
+        older_than: Duration,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, StoreError> {
+        let before = now_ms().saturating_sub(duration_ms(older_than));
+        let mut total = 0;
+        loop {
+            let n = self.env.store.prune(before, PRUNE_BATCH).await?;
+            total += n;
+            if n > 0 {
+                metrics::counter!("octane_pruned_total").increment(n);
+                progress(total);
+            }
+            if n < PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! A store wrapper that injects faults into a real store: calls that fail
+//! (the database away for a while), a write the database rejects, a panic
+//! inside the store, a slow commit. Everything it does not fault reaches
+//! the real database unchanged.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use octane::history::Event;
+use octane::store::{
+    Batch, Cause, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
+    NewWorkflow, PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo,
+    WorkflowState,
+};
+
+/// The store calls a fault can target.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Op {
+    Claim,
+    LoadHistory,
+    Commit,
+    Renew,
+    Get,
+    SendSignal,
+    ResolveTarget,
+    PendingSignals,
+}
+
+/// What happens to a targeted call.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Fails with "database unavailable", nothing done, this many times.
+    Unavailable(u32),
+    /// Fails with "database unavailable" until this instant.
+    UnavailableUntil(Instant),
+    /// Panics inside the store this many times.
+    Panic(u32),
+    /// Waits this long before reaching the real store, every time.
+    Delay(Duration),
+}
+
+/// Decides which commits a rejection applies to.
+pub type BatchMatcher = Box<dyn Fn(&Batch) -> bool + Send + Sync>;
+
+pub struct Faults {
+    inner: Arc<dyn Store>,
+    plan: Mutex<HashMap<Op, Fault>>,
+    reject: Mutex<Option<BatchMatcher>>,
+    /// How many faults were injected.
+    pub injected: AtomicU64,
+}
+
+/// The error a database that is briefly away gives.
+pub fn unavailable() -> StoreError {
+    StoreError::Unavailable(Cause::msg("injected fault: the database is away"))
+}
+
+/// The error a database gives for a value it will never accept.
+pub fn rejected() -> StoreError {
+    StoreError::Rejected(Cause::msg("injected fault: value out of range"))
+}
+
+impl Faults {
+    pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(Faults {
+            inner,
+            plan: Mutex::new(HashMap::new()),
+            reject: Mutex::new(None),
+            injected: AtomicU64::new(0),
+        })
+    }
+
+    /// Applies `fault` to calls of `op` from now on.
+    pub fn set(&self, op: Op, fault: Fault) {
+        self.plan.lock().unwrap().insert(op, fault);
+    }
+
+    /// Rejects (deterministically, as a database would) every commit that
+    /// `matches` holds for.
+    pub fn reject_commits(&self, matches: BatchMatcher) {
+        *self.reject.lock().unwrap() = Some(matches);
+    }
+
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::SeqCst)
+    }
+
+    async fn enter(&self, op: Op) -> Result<(), StoreError> {
+        let fault = {
+            let mut plan = self.plan.lock().unwrap();
+            let Some(fault) = plan.get_mut(&op) else {
+                return Ok(());
+            };
+            let now = *fault;
+            match fault {
+                Fault::Unavailable(n) | Fault::Panic(n) => {
+                    *n -= 1;
+                    if *n == 0 {
+                        plan.remove(&op);
+                    }
+                }
+                Fault::UnavailableUntil(t) if Instant::now() >= *t => {
+                    plan.remove(&op);
+                    return Ok(());
+                }
+                _ => {}
+            }
+            now
+        };
+        match fault {
+            Fault::Delay(d) => {
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+            Fault::Panic(_) => {
+                self.injected.fetch_add(1, Ordering::SeqCst);
+                panic!("injected fault: the store panicked in {op:?}")
+            }
+            Fault::Unavailable(_) | Fault::UnavailableUntil(_) => {
+                self.injected.fetch_add(1, Ordering::SeqCst);
+                Err(unavailable())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for Faults {
+    async fn create(&self, w: NewWorkflow) -> Result<(), StoreError> {
+        self.inner.create(w).await
+    }
+    async fn claim(&self, r: ClaimRequest) -> Result<Claimed, StoreError> {
+        self.enter(Op::Claim).await?;
+        self.inner.claim(r).await
+    }
+    async fn load_history(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+        self.enter(Op::LoadHistory).await?;
+        self.inner.load_history(id).await
+    }
+    async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+        self.inner.all_events(id).await
+    }
+    async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
+        self.enter(Op::Commit).await?;
+        if self
+            .reject
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|m| m(&batch))
+        {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            return Err(rejected());
+        }
+        self.inner.commit(lease, batch).await
+    }
+    async fn renew(&self, l: Vec<Lease>, e: i64) -> Result<Vec<WorkflowId>, StoreError> {
+        self.enter(Op::Renew).await?;
+        self.inner.renew(l, e).await
+    }
+    async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {
+        self.enter(Op::Get).await?;
+        self.inner.get(id).await
+    }
+    async fn list(&self, f: ListFilter) -> Result<Vec<WorkflowInfo>, StoreError> {
+        self.inner.list(f).await
+    }
+    async fn send_signal(&self, s: NewSignal) -> Result<Delivery, StoreError> {
+        self.enter(Op::SendSignal).await?;
+        self.inner.send_signal(s).await
+    }
+    async fn resolve_target(&self, t: SignalTarget) -> Result<Delivery, StoreError> {
+        self.enter(Op::ResolveTarget).await?;
+        self.inner.resolve_target(t).await
+    }
+    async fn pending_signals(
+        &self,
+        id: WorkflowId,
+        names: Vec<String>,
+        limit: usize,
+    ) -> Result<Vec<PendingSignal>, StoreError> {
+        self.enter(Op::PendingSignals).await?;
+        self.inner.pending_signals(id, names, limit).await
+    }
+    async fn prune(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
+        self.inner.prune(before, limit).await
+    }
+    async fn control(
+        &self,
+        id: WorkflowId,
+        c: Control,
+        now: i64,
+    ) -> Result<Option<WorkflowState>, StoreError> {
+        self.inner.control(id, c, now).await
+    }
+    fn watch_runnable(&self, notify: Arc<tokio::sync::Notify>) {
+        self.inner.watch_runnable(notify)
+    }
+}
