@@ -130,14 +130,28 @@ impl RetryPolicy {
         self
     }
 
-    /// The delay before attempt `failed + 1`, after `failed` failures.
+    /// The delay before attempt `failed + 1`, after `failed` failures:
+    /// never longer than `max_backoff`, whatever the fields hold. A
+    /// multiplier below 1 (or not a number) counts as 1, a jitter outside
+    /// `0..=1` is clamped to it (not a number counts as 0).
     pub fn backoff(&self, failed: u32) -> Duration {
         let exp = i32::try_from(failed.saturating_sub(1)).unwrap_or(i32::MAX);
-        let base = self.initial_backoff.as_secs_f64() * self.multiplier.powi(exp);
+        let multiplier = if self.multiplier >= 1.0 {
+            self.multiplier
+        } else {
+            1.0
+        };
+        let base = self.initial_backoff.as_secs_f64() * multiplier.powi(exp);
         let capped = base.min(self.max_backoff.as_secs_f64());
-        let jitter = self.jitter.clamp(0.0, 1.0);
+        let jitter = if self.jitter.is_nan() {
+            0.0
+        } else {
+            self.jitter.clamp(0.0, 1.0)
+        };
         let factor = 1.0 - rand::thread_rng().gen_range(0.0..=jitter);
-        Duration::from_secs_f64(capped * factor)
+        Duration::try_from_secs_f64(capped * factor)
+            .unwrap_or(self.max_backoff)
+            .min(self.max_backoff)
     }
 }
 
@@ -155,6 +169,37 @@ mod tests {
         assert_eq!(p.backoff(2), Duration::from_millis(200));
         assert_eq!(p.backoff(4), Duration::from_millis(800));
         assert_eq!(p.backoff(30), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn no_policy_makes_backoff_panic() {
+        let odd = [
+            RetryPolicy {
+                max_backoff: Duration::MAX,
+                initial_backoff: Duration::MAX,
+                ..RetryPolicy::default()
+            },
+            RetryPolicy {
+                multiplier: -3.0,
+                ..RetryPolicy::default()
+            },
+            RetryPolicy {
+                multiplier: f64::NAN,
+                jitter: f64::NAN,
+                ..RetryPolicy::default()
+            },
+            RetryPolicy {
+                multiplier: f64::INFINITY,
+                jitter: -1.0,
+                ..RetryPolicy::default()
+            },
+        ];
+        for p in odd {
+            for failed in [0, 1, 2, 30, u32::MAX] {
+                let d = p.backoff(failed);
+                assert!(d <= p.max_backoff, "{p:?} after {failed}: {d:?}");
+            }
+        }
     }
 
     #[test]
