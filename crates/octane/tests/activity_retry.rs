@@ -156,7 +156,75 @@ async fn run_flaky(engine: &Engine, key: String, failures: u64, panic: bool) -> 
         .unwrap()
 }
 
+/// Returns a map with non-string keys, which JSON cannot hold: its output
+/// can never be recorded.
+#[derive(Serialize, Deserialize)]
+struct Unrecordable {
+    key: String,
+}
+
+impl Activity for Unrecordable {
+    const NAME: &'static str = "unrecordable";
+    type Output = std::collections::HashMap<(u8, u8), u8>;
+    async fn run(&self, _ctx: &ActivityCtx) -> Result<Self::Output> {
+        count(&self.key);
+        Ok([((1, 2), 3)].into())
+    }
+}
+
+/// Swallows the unrecordable activity's error, takes another step, and
+/// leaves memory so that the rest happens in a replay.
+struct SwallowsIt;
+impl Workflow for SwallowsIt {
+    const NAME: &'static str = "swallows_it";
+    type Input = String;
+    type Output = (String, u64);
+    async fn run(ctx: &mut WorkflowCtx, key: &String) -> Result<(String, u64)> {
+        let first = match ctx
+            .activity(Unrecordable {
+                key: format!("{key}/unrecordable"),
+            })
+            .await
+        {
+            Ok(_) => "recorded".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let v = ctx
+            .activity(support::Step {
+                key: format!("{key}/after"),
+                value: 5,
+            })
+            .await?;
+        ctx.sleep(Duration::from_millis(30)).await?;
+        Ok((first, v))
+    }
+}
+
+/// An activity whose output cannot be recorded fails, and the failure is
+/// recorded: the code that swallows it replays the same way, the activity
+/// never runs again, and no step after it shifts.
+async fn an_output_that_cannot_be_recorded_fails_the_step_once(db: TestDb) {
+    let engine = db
+        .engine()
+        .await
+        .sleep_in_memory_below(Duration::ZERO)
+        .register::<SwallowsIt>();
+    let worker = fast_worker(&engine);
+    let key = unique("unrecordable");
+    let id = engine.dispatch::<SwallowsIt>(key.clone()).await.unwrap();
+    let (first, after) = wait_output::<SwallowsIt>(&engine, id).await;
+    assert!(
+        first.contains("cannot serialize output of activity `unrecordable`"),
+        "{first}"
+    );
+    assert_eq!(after, 5);
+    assert_eq!(executions(&format!("{key}/unrecordable")), 1);
+    assert_eq!(executions(&format!("{key}/after")), 1);
+    worker.shutdown().await;
+}
+
 store_tests!(
+    an_output_that_cannot_be_recorded_fails_the_step_once,
     failing_twice_then_succeeding_is_retried_with_backoff_and_recorded_once,
     a_panicking_activity_is_retried_and_the_worker_survives,
     exhausted_retries_reach_the_workflow_and_replay_identically,

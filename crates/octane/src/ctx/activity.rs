@@ -143,7 +143,15 @@ async fn run_live<A: Activity>(
             .record(started.elapsed().as_secs_f64());
         let message = match outcome {
             Ok(Ok(Ok(output))) => {
-                let json = encode(&format!("output of activity `{}`", A::NAME), &output)?;
+                let json = match encode(&format!("output of activity `{}`", A::NAME), &output) {
+                    Ok(json) => json,
+                    // The output can never be recorded: running again would
+                    // only do the side effect again. The step fails for
+                    // good, and that is recorded, so replay agrees.
+                    Err(e) => {
+                        return fail_for_good(run, location, &step, attempts, e.to_string()).await
+                    }
+                };
                 let mut event = Event::new(location, &step).finished(json);
                 event.attempts = attempts;
                 run.commit(vec![WriteOp::Put(event)], Transition::Continue)
@@ -157,21 +165,14 @@ async fn run_live<A: Activity>(
         };
         metrics::counter!("octane_activity_errors_total", "activity" => A::NAME).increment(1);
         tracing::warn!(workflow_id = %run.workflow_id, activity = A::NAME, attempt = attempts, error = %message, "activity attempt failed");
+        if attempts >= policy.max_attempts {
+            return fail_for_good(run, location, &step, attempts, message).await;
+        }
         let mut event = Event::new(location.clone(), &step);
         event.attempts = attempts;
-        event.error = Some(message.clone());
-        event.done = attempts >= policy.max_attempts;
+        event.error = Some(message);
         run.commit(vec![WriteOp::Put(event)], Transition::Continue)
             .await?;
-        if attempts >= policy.max_attempts {
-            return Err(Error::ActivityFailed {
-                workflow_id: run.workflow_id,
-                location,
-                activity: A::NAME.to_string(),
-                attempts,
-                message,
-            });
-        }
         metrics::counter!("octane_activity_retries_total", "activity" => A::NAME).increment(1);
         tokio::select! {
             _ = tokio::time::sleep(policy.backoff(attempts)) => {}
@@ -180,6 +181,30 @@ async fn run_live<A: Activity>(
         }
         run.boundary()?;
     }
+}
+
+/// Records that the activity at `location` failed for good with
+/// `message`, and returns that failure as the step's error.
+async fn fail_for_good<T>(
+    run: &RunShared,
+    location: Location,
+    step: &StepRequest,
+    attempts: u32,
+    message: String,
+) -> Result<T, Error> {
+    let mut event = Event::new(location.clone(), step);
+    event.attempts = attempts;
+    event.error = Some(message.clone());
+    event.done = true;
+    run.commit(vec![WriteOp::Put(event)], Transition::Continue)
+        .await?;
+    Err(Error::ActivityFailed {
+        workflow_id: run.workflow_id,
+        location,
+        activity: step.name.clone(),
+        attempts,
+        message,
+    })
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

@@ -266,15 +266,9 @@ mod tests {
     #[test]
     fn the_cause_is_a_source_not_part_of_the_message() {
         let e = StoreError::Unavailable(Cause::msg("connection refused"));
-        assert_eq!(
-            e.to_string(),
-            "the database is unavailable"
-        );
+        assert_eq!(e.to_string(), "the database is unavailable");
         let chain = format!("{:#}", anyhow::Error::from(e));
-        assert_eq!(
-            chain,
-            "the database is unavailable: connection refused"
-        );
+        assert_eq!(chain, "the database is unavailable: connection refused");
     }
 
     #[test]
