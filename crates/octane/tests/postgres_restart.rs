@@ -59,6 +59,37 @@ impl Workflow for Steps {
     }
 }
 
+#[derive(Serialize, Deserialize, Signal)]
+struct Go;
+
+/// Takes eight signals, logging a step after each.
+struct Listener;
+impl Workflow for Listener {
+    const NAME: &'static str = "listener";
+    type Input = (PathBuf, String);
+    type Output = u64;
+    async fn run(ctx: &mut WorkflowCtx, input: &(PathBuf, String)) -> Result<u64> {
+        let (log, key) = input.clone();
+        ctx.repeat(0u64)
+            .commit_every(1)
+            .run(move |ctx, i| {
+                let (log, key) = (log.clone(), format!("{key}/{i}"));
+                async move {
+                    ctx.listen::<Go>().await?;
+                    ctx.activity(Logged { log, key }).await?;
+                    *i += 1;
+                    Ok(if *i == 8 {
+                        Loop::Break(*i)
+                    } else {
+                        Loop::Continue
+                    })
+                }
+                .boxed()
+            })
+            .await
+    }
+}
+
 fn lines(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -73,18 +104,43 @@ fn lines(log: &Path) -> Vec<String> {
     ignore = "Postgres restart test skipped: set OCTANE_TEST_POSTGRES_URL and OCTANE_TEST_POSTGRES_CLUSTER to run it"
 )]
 async fn postgres_restarted_mid_run_loses_and_duplicates_nothing() {
+    restart_mid_run::<Steps>(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(octane_postgres_tests, octane_postgres_restart_tests)),
+    ignore = "Postgres restart test skipped: set OCTANE_TEST_POSTGRES_URL and OCTANE_TEST_POSTGRES_CLUSTER to run it"
+)]
+async fn postgres_restarted_while_workflows_take_signals_fails_none() {
+    restart_mid_run::<Listener>(true).await;
+}
+
+/// Runs 40 workflows of eight logged steps (each after a signal, when
+/// `signalled`), restarts the server once 60 steps ran, and checks that
+/// every workflow completes, none is failed or parked, every step ran, and
+/// only steps in flight at the restart ran again.
+async fn restart_mid_run<W: Workflow<Input = (PathBuf, String)>>(signalled: bool) {
+    // One server restart at a time: each test restarts the shared server.
+    static RESTARTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _alone = RESTARTS.lock().await;
     let cluster = std::env::var("OCTANE_TEST_POSTGRES_CLUSTER").unwrap();
     let db = TestDb::postgres().await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("runs.log");
-    let engine = db.engine().await.register::<Steps>();
+    let engine = db.engine().await.register::<W>();
     let worker = fast_worker(&engine);
     let n = 40;
     for j in 0..n {
-        engine
-            .dispatch::<Steps>((log.clone(), format!("w{j}")))
+        let id = engine
+            .dispatch::<W>((log.clone(), format!("w{j}")))
             .await
             .unwrap();
+        if signalled {
+            for _ in 0..8 {
+                engine.signal(Go).to(id).await.unwrap();
+            }
+        }
     }
     eventually("work to be under way", Duration::from_secs(60), || async {
         (lines(&log).len() >= 60).then_some(())
@@ -116,6 +172,13 @@ async fn postgres_restarted_mid_run_loses_and_duplicates_nothing() {
         },
     )
     .await;
+    for state in [WorkflowState::Failed, WorkflowState::Parked] {
+        let stuck = engine
+            .list(ListFilter::default().state(state))
+            .await
+            .unwrap();
+        assert!(stuck.is_empty(), "{state}: {stuck:?}");
+    }
     let all = lines(&log);
     let mut counts = std::collections::HashMap::<&str, usize>::new();
     for l in &all {
