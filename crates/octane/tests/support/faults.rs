@@ -49,8 +49,24 @@ pub struct Faults {
     inner: Arc<dyn Store>,
     plan: Mutex<HashMap<Op, Fault>>,
     reject: Mutex<Option<BatchMatcher>>,
+    chaos: Mutex<Option<Chaos>>,
     /// How many faults were injected.
     pub injected: AtomicU64,
+}
+
+/// Random faults from a seeded generator: each faultable call fails with
+/// probability `p`; half of the failed commits reach the database first
+/// (the caller hears of a failure whose outcome is in fact a success).
+struct Chaos {
+    rng: rand::rngs::StdRng,
+    p: f64,
+}
+
+/// Where a random fault strikes a call.
+enum Strike {
+    None,
+    Before,
+    After,
 }
 
 /// The error a database that is briefly away gives.
@@ -69,8 +85,36 @@ impl Faults {
             inner,
             plan: Mutex::new(HashMap::new()),
             reject: Mutex::new(None),
+            chaos: Mutex::new(None),
             injected: AtomicU64::new(0),
         })
+    }
+
+    /// Fails each faultable call with probability `p`, drawn from a
+    /// generator seeded with `seed`; `p = 0` stops the chaos.
+    pub fn chaos(&self, seed: u64, p: f64) {
+        use rand::SeedableRng;
+        *self.chaos.lock().unwrap() = (p > 0.0).then(|| Chaos {
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            p,
+        });
+    }
+
+    fn strike(&self) -> Strike {
+        use rand::Rng;
+        let mut chaos = self.chaos.lock().unwrap();
+        let Some(c) = chaos.as_mut() else {
+            return Strike::None;
+        };
+        if !c.rng.gen_bool(c.p) {
+            return Strike::None;
+        }
+        self.injected.fetch_add(1, Ordering::SeqCst);
+        if c.rng.gen_bool(0.5) {
+            Strike::Before
+        } else {
+            Strike::After
+        }
     }
 
     /// Applies `fault` to calls of `op` from now on.
@@ -89,6 +133,11 @@ impl Faults {
     }
 
     async fn enter(&self, op: Op) -> Result<(), StoreError> {
+        // Commits meet their random fault in `commit`, where it can also
+        // strike after the write.
+        if op != Op::Commit && !matches!(self.strike(), Strike::None) {
+            return Err(unavailable());
+        }
         let fault = {
             let mut plan = self.plan.lock().unwrap();
             let Some(fault) = plan.get_mut(&op) else {
