@@ -9,10 +9,7 @@ use std::time::Duration;
 
 use octane::prelude::*;
 use octane::{WorkflowState, HISTORY_DIVERGED};
-use support::{fast_worker, wait_state, TestDb};
-
-#[path = "../../octane/tests/support/mod.rs"]
-mod support;
+use octane_testkit::{self as support, fast_worker, wait_state, TestDb};
 
 fn octane(db: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_octane"))
@@ -373,7 +370,7 @@ fn the_demo_serves_loop_metrics_while_it_runs() {
     assert!(value("octane_loop_iteration_seconds_count") >= 12.0);
 }
 
-store_tests!(
+support::store_tests!(
     list_filters_and_show_draws_a_loop_with_its_checkpoint,
     signal_cancel_and_prune_act_on_the_database,
     wake_revives_a_workflow_parked_on_a_diverged_history_after_the_fix,

@@ -223,7 +223,7 @@ async fn an_output_that_cannot_be_recorded_fails_the_step_once(db: TestDb) {
     worker.shutdown().await;
 }
 
-store_tests!(
+support::store_tests!(
     an_output_that_cannot_be_recorded_fails_the_step_once,
     failing_twice_then_succeeding_is_retried_with_backoff_and_recorded_once,
     a_panicking_activity_is_retried_and_the_worker_survives,

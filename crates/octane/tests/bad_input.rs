@@ -187,7 +187,7 @@ async fn a_malformed_row_does_not_stop_the_claim_for_the_others(db: TestDb) {
     worker.shutdown().await;
 }
 
-store_tests!(
+support::store_tests!(
     a_malformed_row_does_not_stop_the_claim_for_the_others,
     unknown_names_and_bad_json_are_refused_before_anything_is_stored,
     unknown_ids_are_clear_errors,

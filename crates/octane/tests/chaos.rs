@@ -299,4 +299,4 @@ async fn a_mixed_workload_survives_random_faults_and_crashes(db: TestDb) {
     worker.shutdown().await;
 }
 
-store_tests!(a_mixed_workload_survives_random_faults_and_crashes);
+support::store_tests!(a_mixed_workload_survives_random_faults_and_crashes);

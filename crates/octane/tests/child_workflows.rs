@@ -222,7 +222,7 @@ async fn a_child_pruned_before_its_parent_saw_it_finish_is_an_outcome(db: TestDb
     worker.shutdown().await;
 }
 
-store_tests!(
+support::store_tests!(
     a_parent_gets_its_childs_output_and_replays_it_after_the_child_is_pruned,
     a_childs_failure_reaches_the_parent_as_an_error_it_can_handle,
     a_signal_to_a_child_just_dispatched_reaches_it,

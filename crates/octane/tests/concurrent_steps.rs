@@ -253,7 +253,7 @@ async fn kill_9_between_join_members_commits_then_finish(db: TestDb) {
     worker.shutdown().await;
 }
 
-store_tests!(
+support::store_tests!(
     join_and_branch_record_stable_locations_and_replay,
     a_crash_between_join_members_commits_replays_each_member_in_place,
     kill_9_between_join_members_commits_then_finish

@@ -314,7 +314,7 @@ async fn a_failed_history_load_does_not_hold_the_workflow_for_a_lease(db: TestDb
     worker.shutdown().await;
 }
 
-store_tests!(
+support::store_tests!(
     a_read_that_fails_inside_a_step_never_fails_the_workflow,
     a_write_the_database_rejects_stops_the_workflow_after_one_execution,
     an_activity_error_with_a_nul_byte_fails_the_workflow_once,

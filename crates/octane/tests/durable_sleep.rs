@@ -64,7 +64,7 @@ async fn a_short_sleep_waits_in_memory(db: TestDb) {
     worker.shutdown().await;
 }
 
-store_tests!(
+support::store_tests!(
     a_durable_sleep_survives_an_engine_restart,
     a_short_sleep_waits_in_memory
 );

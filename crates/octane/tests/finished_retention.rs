@@ -118,7 +118,7 @@ async fn workers_delete_finished_workflows_once_their_retention_has_passed(db: T
     worker.shutdown().await;
 }
 
-store_tests!(
+support::store_tests!(
     prune_deletes_finished_workflows_in_batches_and_nothing_else,
     workers_delete_finished_workflows_once_their_retention_has_passed,
 );

@@ -167,4 +167,4 @@ async fn recorded_histories_replay_on_the_current_code(db: TestDb) {
     worker.shutdown().await;
 }
 
-store_tests!(recorded_histories_replay_on_the_current_code);
+support::store_tests!(recorded_histories_replay_on_the_current_code);

@@ -331,7 +331,7 @@ async fn changing_how_a_signal_is_waited_for_is_a_divergence(db: TestDb) {
     worker.shutdown().await;
 }
 
-store_tests!(
+support::store_tests!(
     changing_how_a_signal_is_waited_for_is_a_divergence,
     an_incompatible_change_parks_the_workflow_with_a_precise_error,
     a_higher_version_inserts_a_step_into_recorded_history,

@@ -227,7 +227,7 @@ async fn a_loop_state_over_the_cap_parks_with_a_clear_error(db: TestDb) {
     worker.shutdown().await;
 }
 
-store_tests!(
+support::store_tests!(
     checkpoints_land_at_the_start_every_n_and_at_break,
     a_finished_loop_replays_its_output_without_running_the_body,
     a_sleep_inside_a_loop_evicts_and_resumes_the_loop,

@@ -168,7 +168,7 @@ async fn nested_loops_resume_from_a_crash_inside_the_inner_loop(db: TestDb) {
     }
 }
 
-store_tests!(
+support::store_tests!(
     a_crash_after_any_iteration_in_a_batch_loses_nothing,
     a_checkpoint_in_flight_never_forgets_the_running_iteration,
     nested_loops_resume_from_a_crash_inside_the_inner_loop,

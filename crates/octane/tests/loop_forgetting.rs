@@ -183,7 +183,7 @@ async fn a_commit_forgets_the_events_it_carries_on_a_fresh_connection(db: TestDb
     assert_eq!(left, ["{1}"], "only the checkpoint is left");
 }
 
-store_tests!(
+support::store_tests!(
     a_commit_forgets_the_events_it_carries_on_a_fresh_connection,
     deferred_events_are_forgotten_like_the_others,
     a_million_empty_iterations_leave_one_row,

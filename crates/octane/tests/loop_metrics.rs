@@ -117,4 +117,4 @@ async fn loops_count_iterations_and_checkpoints(db: TestDb) {
     assert!(delta[4] >= 1, "checkpoint writes are timed");
 }
 
-store_tests!(loops_count_iterations_and_checkpoints);
+support::store_tests!(loops_count_iterations_and_checkpoints);

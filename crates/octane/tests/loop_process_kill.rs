@@ -76,4 +76,4 @@ async fn kill_9_at_a_random_iteration_then_finish_in_a_new_process(db: TestDb) {
     }
 }
 
-store_tests!(kill_9_at_a_random_iteration_then_finish_in_a_new_process);
+support::store_tests!(kill_9_at_a_random_iteration_then_finish_in_a_new_process);

@@ -59,4 +59,4 @@ async fn subscribers_receive_messages_with_matching_tags_only(db: TestDb) {
     worker.shutdown().await;
 }
 
-store_tests!(subscribers_receive_messages_with_matching_tags_only);
+support::store_tests!(subscribers_receive_messages_with_matching_tags_only);

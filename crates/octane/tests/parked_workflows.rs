@@ -305,7 +305,7 @@ async fn a_parked_child_does_not_resolve_its_parent(db: TestDb) {
     worker.shutdown().await;
 }
 
-store_tests!(
+support::store_tests!(
     a_parked_workflow_keeps_its_signals_and_takes_them_all_once_fixed,
     a_signal_that_does_not_decode_parks_the_workflow_and_is_kept,
     a_parked_child_does_not_resolve_its_parent,

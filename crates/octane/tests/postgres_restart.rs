@@ -98,22 +98,18 @@ fn lines(log: &Path) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(all(octane_postgres_tests, octane_postgres_restart_tests)),
-    ignore = "Postgres restart test skipped: set OCTANE_TEST_POSTGRES_URL and OCTANE_TEST_POSTGRES_CLUSTER to run it"
-)]
-async fn postgres_restarted_mid_run_loses_and_duplicates_nothing() {
-    restart_mid_run::<Steps>(false).await;
+support::postgres_restart_test! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_restarted_mid_run_loses_and_duplicates_nothing() {
+        restart_mid_run::<Steps>(false).await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(all(octane_postgres_tests, octane_postgres_restart_tests)),
-    ignore = "Postgres restart test skipped: set OCTANE_TEST_POSTGRES_URL and OCTANE_TEST_POSTGRES_CLUSTER to run it"
-)]
-async fn postgres_restarted_while_workflows_take_signals_fails_none() {
-    restart_mid_run::<Listener>(true).await;
+support::postgres_restart_test! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_restarted_while_workflows_take_signals_fails_none() {
+        restart_mid_run::<Listener>(true).await;
+    }
 }
 
 /// Runs 40 workflows of eight logged steps (each after a signal, when

@@ -334,7 +334,7 @@ fn signal(pid: u32, sig: &str) {
 
 // Postgres only: these exercise many processes sharing one server, which
 // an embedded SQLite file does not aim at.
-postgres_tests!(
+support::postgres_tests!(
     three_worker_processes_share_300_workflows_each_step_once,
     a_killed_workers_workflows_finish_on_the_others,
     a_worker_paused_past_its_lease_cannot_write_to_a_workflow_taken_over,

@@ -64,4 +64,4 @@ async fn kill_9_mid_workflow_then_finish_in_a_new_process(db: TestDb) {
     worker.shutdown().await;
 }
 
-store_tests!(kill_9_mid_workflow_then_finish_in_a_new_process);
+support::store_tests!(kill_9_mid_workflow_then_finish_in_a_new_process);

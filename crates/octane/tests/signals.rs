@@ -540,7 +540,7 @@ async fn signals_sent_as_fast_as_answered_never_stall_a_workflow(db: TestDb) {
     worker.shutdown().await;
 }
 
-store_tests!(
+support::store_tests!(
     signals_sent_as_fast_as_answered_never_stall_a_workflow,
     signals_are_consumed_once_in_send_order_and_replayed_in_that_order,
     a_listening_workflow_leaves_memory_and_a_signal_wakes_it,

@@ -206,7 +206,7 @@ async fn graceful_shutdown_drains_without_running_anything_twice(db: TestDb) {
     standby.shutdown().await;
 }
 
-store_tests!(
+support::store_tests!(
     crash_after_each_commit_resumes_without_rerunning,
     dropping_the_worker_mid_activity_finishes_on_a_new_worker,
     graceful_shutdown_drains_without_running_anything_twice,

@@ -148,7 +148,7 @@ async fn cancel_stops_a_workflow_for_good(db: TestDb) {
     worker.shutdown().await;
 }
 
-store_tests!(
+support::store_tests!(
     three_steps_complete_and_wait_returns_output,
     list_filters_by_name_state_and_tag,
     cancel_stops_a_workflow_for_good,
