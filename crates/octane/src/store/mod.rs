@@ -10,6 +10,7 @@
 //! worker that lost its lease can never write again.
 
 mod error;
+mod lifecycle;
 pub mod postgres;
 pub mod sqlite;
 mod types;

@@ -3,8 +3,10 @@
 use deadpool_postgres::Transaction;
 use tokio_postgres::Statement;
 
+use super::lifecycle::update;
+use crate::store::lifecycle::{self, Values};
 use crate::store::{
-    ClaimRequest, Claimed, ClaimedWorkflow, FailureCode, Lease, StoreError, WorkflowId,
+    ClaimRequest, Claimed, ClaimedWorkflow, FailureCode, Lease, StoreError, Transition, WorkflowId,
 };
 
 /// Leases up to `limit` runnable workflows and reports the next deadline.
@@ -58,16 +60,13 @@ pub(super) async fn claim(tx: &Transaction<'_>, req: &ClaimRequest) -> Result<Cl
             Ok(c) => workflows.push(c),
             Err(e) => {
                 tracing::error!(id, error = %e, "a workflow row does not decode; parking it");
-                let park = tx
-                    .prepare_cached(
-                        "UPDATE workflows SET state = 'parked', error = $2, error_code = $4,
-                         lease_owner = NULL, lease_expires = NULL, wake_at = NULL,
-                         updated_at = $3 WHERE id = $1",
-                    )
-                    .await?;
-                let error = format!("the workflow's row does not decode: {e}");
-                let code = FailureCode::CorruptRow.as_str();
-                tx.execute(&park, &[&id, &error, &req.now, &code]).await?;
+                let park = Transition::Park {
+                    error: format!("the workflow's row does not decode: {e}"),
+                    code: FailureCode::CorruptRow,
+                };
+                let change = lifecycle::of_transition(&park).expect("parking changes the row");
+                let values = Values::of_transition(&park, req.now)?;
+                update(tx, &change, &values, "id = $1", &[&id]).await?;
             }
         }
     }

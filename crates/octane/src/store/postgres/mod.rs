@@ -31,6 +31,7 @@
 
 mod history;
 mod leases;
+mod lifecycle;
 mod migrate;
 mod rows;
 mod schema;

@@ -4,7 +4,9 @@
 use deadpool_postgres::Transaction;
 
 use super::leases::parse_id;
+use super::lifecycle::update;
 use super::{notify_runnable, workflows};
+use crate::store::lifecycle::{Values, RUNNABLE};
 use crate::store::{Delivery, NewSignal, PendingSignal, SignalTarget, StoreError, WorkflowId};
 
 /// Where a signal to `target` would go.
@@ -63,14 +65,15 @@ pub(super) async fn deliver(
             .await?;
         tx.execute(&insert, &[&id, &signal.name, &signal.body, &signal.now])
             .await?;
-        let wake = tx
-            .prepare_cached(
-                "UPDATE workflows SET state = 'pending', wake_at = $3, listening = NULL,
-                     waiting_child = NULL, updated_at = $3
-                 WHERE id = $1 AND state = 'sleeping' AND (listening::jsonb) ? $2",
-            )
-            .await?;
-        if tx.execute(&wake, &[&id, &signal.name, &signal.now]).await? > 0 {
+        let woken = update(
+            tx,
+            &RUNNABLE,
+            &Values::at(signal.now),
+            "id = $1 AND state = 'sleeping' AND (listening::jsonb) ? $2",
+            &[&id, &signal.name],
+        )
+        .await?;
+        if woken > 0 {
             notify_runnable(tx).await?;
         }
     }

@@ -6,7 +6,9 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
 use super::leases::parse_id;
-use super::{notify_runnable, rows, signals};
+use super::lifecycle::update;
+use super::{notify_runnable, signals};
+use crate::store::lifecycle::{self, Change, Values, RUNNABLE};
 use crate::store::{
     Control, ListFilter, NewWorkflow, StoreError, Transition, WorkflowId, WorkflowInfo,
     WorkflowState,
@@ -90,142 +92,80 @@ pub(super) async fn list(
         .collect()
 }
 
-const RELEASE: &str = "lease_owner = NULL, lease_expires = NULL, updated_at = $2";
-
-/// Applies a commit's transition; the lease was fenced just before.
-/// Every transition but `Continue` releases the lease.
+/// Applies a commit's transition, as the lifecycle table says; the lease was
+/// fenced (and the row locked) just before.
 pub(super) async fn transition(
     tx: &Transaction<'_>,
     id: WorkflowId,
     transition: &Transition,
     now: i64,
 ) -> Result<(), StoreError> {
-    let id = id.to_string();
-    match transition {
-        Transition::Continue => {}
-        Transition::Suspend(suspend) => {
-            let listening = (!suspend.signals.is_empty())
-                .then(|| serde_json::to_string(&suspend.signals))
-                .transpose()
-                .map_err(|e| StoreError::Corrupt {
-                    table: "workflows",
-                    detail: e.to_string(),
-                })?;
-            let child = suspend.child.map(|c| c.to_string());
-            let stmt = tx
-                .prepare_cached(&format!(
-                    "UPDATE workflows SET state = 'sleeping', wake_at = $3, listening = $4,
-                     waiting_child = $5, {RELEASE} WHERE id = $1"
-                ))
-                .await?;
-            tx.execute(&stmt, &[&id, &now, &suspend.wake_at, &listening, &child])
-                .await?;
-            // The wake-up may already be due: a signal that arrived while the
-            // workflow ran, a child that finished meanwhile.
-            let signal_due = match &listening {
-                Some(names) => signals::any_pending(tx, &id, names).await?,
-                None => false,
-            };
-            let child_due = match &child {
-                Some(c) => {
-                    let stmt = tx
-                        .prepare_cached(
-                            "SELECT EXISTS (SELECT 1 FROM workflows WHERE id = $1
-                             AND state IN ('completed', 'failed', 'cancelled'))",
-                        )
-                        .await?;
-                    tx.query_one(&stmt, &[c]).await?.try_get::<_, bool>(0)?
-                }
-                None => false,
-            };
-            if signal_due || child_due {
-                make_runnable(tx, &id, now).await?;
+    let Some(change) = lifecycle::of_transition(transition) else {
+        return Ok(());
+    };
+    let values = Values::of_transition(transition, now)?;
+    apply(tx, &id.to_string(), &change, &values).await
+}
+
+/// Makes `change` to the workflow `id`, and what goes with it.
+async fn apply(
+    tx: &Transaction<'_>,
+    id: &str,
+    change: &Change,
+    values: &Values<'_>,
+) -> Result<(), StoreError> {
+    update(tx, change, values, "id = $1", &[&id]).await?;
+    let now = values.now;
+    let mut concerns_workers = change.concerns_workers(values);
+    if change.check_waits {
+        // The wake-up may already be due: a signal that arrived while the
+        // workflow ran, a child that finished meanwhile.
+        let signal_due = match &values.listening {
+            Some(names) => signals::any_pending(tx, id, names).await?,
+            None => false,
+        };
+        let child_due = match &values.child {
+            Some(c) => {
+                let stmt = tx
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM workflows WHERE id = $1
+                         AND state IN ('completed', 'failed', 'cancelled'))",
+                    )
+                    .await?;
+                tx.query_one(&stmt, &[c]).await?.try_get::<_, bool>(0)?
             }
-            if suspend.wake_at.is_some() {
-                // Workers elsewhere may need to move their next wake-up
-                // earlier.
-                notify_runnable(tx).await?;
-            }
-        }
-        Transition::Release => {
-            let stmt = tx
-                .prepare_cached(&format!(
-                    "UPDATE workflows SET state = 'pending', wake_at = $2, {RELEASE} WHERE id = $1"
-                ))
-                .await?;
-            tx.execute(&stmt, &[&id, &now]).await?;
-            notify_runnable(tx).await?;
-        }
-        Transition::Complete { output } => {
-            let stmt = tx
-                .prepare_cached(&format!(
-                    "UPDATE workflows SET state = 'completed', output = $3, error = NULL,
-                     error_code = NULL, wake_at = NULL, {RELEASE} WHERE id = $1"
-                ))
-                .await?;
-            tx.execute(&stmt, &[&id, &now, output]).await?;
-            finished(tx, &id, now).await?;
-        }
-        Transition::Fail { error } => {
-            let stmt = tx
-                .prepare_cached(&format!(
-                    "UPDATE workflows SET state = 'failed', error = $3, error_code = NULL,
-                     wake_at = NULL, {RELEASE} WHERE id = $1"
-                ))
-                .await?;
-            let error = rows::without_nul(error);
-            tx.execute(&stmt, &[&id, &now, &error]).await?;
-            finished(tx, &id, now).await?;
-        }
-        Transition::Park { error, code } => {
-            let stmt = tx
-                .prepare_cached(&format!(
-                    "UPDATE workflows SET state = 'parked', error = $3, error_code = $4,
-                     wake_at = NULL, listening = NULL, waiting_child = NULL, {RELEASE}
-                     WHERE id = $1"
-                ))
-                .await?;
-            let error = rows::without_nul(error);
-            tx.execute(&stmt, &[&id, &now, &error, &code.as_str()])
-                .await?;
+            None => false,
+        };
+        if signal_due || child_due {
+            update(tx, &RUNNABLE, &Values::at(now), "id = $1", &[&id]).await?;
+            concerns_workers = true;
         }
     }
-    Ok(())
-}
-
-async fn make_runnable(tx: &Transaction<'_>, id: &str, now: i64) -> Result<(), StoreError> {
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE workflows SET state = 'pending', wake_at = $2, listening = NULL,
-             waiting_child = NULL, updated_at = $2 WHERE id = $1",
+    if change.drop_signals {
+        signals::delete_all(tx, id).await?;
+    }
+    if change.wake_parent {
+        // Lock the waiting parent first, for the reason `signals::deliver`
+        // locks a signal's target: a parent going to sleep on this child
+        // holds that lock while it checks the child's state.
+        let lock = tx
+            .prepare_cached(
+                "SELECT 1 FROM workflows WHERE id = (SELECT parent_id FROM workflows WHERE id = $1) FOR UPDATE",
+            )
+            .await?;
+        tx.query_opt(&lock, &[&id]).await?;
+        let woken = update(
+            tx,
+            &RUNNABLE,
+            &Values::at(now),
+            "state = 'sleeping' AND waiting_child = $1
+             AND id = (SELECT parent_id FROM workflows WHERE id = $1)",
+            &[&id],
         )
         .await?;
-    tx.execute(&stmt, &[&id, &now]).await?;
-    notify_runnable(tx).await
-}
-
-/// What every way of finishing does: pending signals are dropped (nobody
-/// will consume them) and a parent waiting for this child is woken.
-async fn finished(tx: &Transaction<'_>, id: &str, now: i64) -> Result<(), StoreError> {
-    signals::delete_all(tx, id).await?;
-    // Lock the waiting parent first, for the reason `signals::deliver` locks
-    // a signal's target: a parent going to sleep on this child holds that
-    // lock while it checks the child's state.
-    let lock = tx
-        .prepare_cached(
-            "SELECT 1 FROM workflows WHERE id = (SELECT parent_id FROM workflows WHERE id = $1) FOR UPDATE",
-        )
-        .await?;
-    tx.query_opt(&lock, &[&id]).await?;
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE workflows SET state = 'pending', wake_at = $2, listening = NULL,
-             waiting_child = NULL, updated_at = $2
-             WHERE state = 'sleeping' AND waiting_child = $1
-               AND id = (SELECT parent_id FROM workflows WHERE id = $1)",
-        )
-        .await?;
-    if tx.execute(&stmt, &[&id, &now]).await? > 0 {
+        concerns_workers |= woken > 0;
+    }
+    if concerns_workers {
         notify_runnable(tx).await?;
     }
     Ok(())
@@ -279,28 +219,14 @@ pub(super) async fn control(
         return Ok(None);
     };
     let before = parse_state(&row)?;
-    let key = id.to_string();
-    match control {
-        Control::Cancel if !before.is_finished() => {
-            tx.execute(
-                "UPDATE workflows SET state = 'cancelled', error = 'cancelled', wake_at = NULL,
-                 listening = NULL, waiting_child = NULL, lease_owner = NULL,
-                 lease_expires = NULL, updated_at = $2 WHERE id = $1",
-                &[&key, &now],
-            )
-            .await?;
-            finished(tx, &key, now).await?;
-        }
-        Control::Wake if matches!(before, WorkflowState::Parked | WorkflowState::Sleeping) => {
-            tx.execute(
-                "UPDATE workflows SET state = 'pending', error = NULL, error_code = NULL,
-                 listening = NULL, waiting_child = NULL, wake_at = $2, updated_at = $2 WHERE id = $1",
-                &[&key, &now],
-            )
-            .await?;
-            notify_runnable(tx).await?;
-        }
-        _ => {}
+    if let Some(change) = lifecycle::of_control(control, before) {
+        apply(
+            tx,
+            &id.to_string(),
+            &change,
+            &Values::of_control(control, now),
+        )
+        .await?;
     }
     Ok(Some(before))
 }

@@ -2,8 +2,10 @@
 
 use rusqlite::Connection;
 
+use super::lifecycle::update;
+use crate::store::lifecycle::{self, Values};
 use crate::store::{
-    ClaimRequest, Claimed, ClaimedWorkflow, FailureCode, Lease, StoreError, WorkflowId,
+    ClaimRequest, Claimed, ClaimedWorkflow, FailureCode, Lease, StoreError, Transition, WorkflowId,
 };
 
 fn placeholders(start: usize, n: usize) -> String {
@@ -91,17 +93,18 @@ pub(super) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Claimed, St
 /// claimed; it is found by its row number, since its id may be the damage.
 fn quarantine(conn: &Connection, rowid: i64, e: &StoreError, now: i64) -> Result<(), StoreError> {
     tracing::error!(rowid, error = %e, "a workflow row does not decode; parking it");
-    conn.prepare_cached(
-        "UPDATE workflows SET state = 'parked', error = ?2, error_code = ?4,
-         lease_owner = NULL, lease_expires = NULL, wake_at = NULL, updated_at = ?3
-         WHERE rowid = ?1",
-    )?
-    .execute((
-        rowid,
-        format!("the workflow's row does not decode: {e}"),
-        now,
-        FailureCode::CorruptRow.as_str(),
-    ))?;
+    let park = Transition::Park {
+        error: format!("the workflow's row does not decode: {e}"),
+        code: FailureCode::CorruptRow,
+    };
+    let change = lifecycle::of_transition(&park).expect("parking changes the row");
+    update(
+        conn,
+        &change,
+        &Values::of_transition(&park, now)?,
+        "rowid = ?1",
+        &[&rowid],
+    )?;
     Ok(())
 }
 

@@ -32,6 +32,7 @@
 
 mod history;
 mod leases;
+mod lifecycle;
 mod migrate;
 mod schema;
 mod signals;

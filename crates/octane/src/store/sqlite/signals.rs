@@ -4,7 +4,9 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use super::leases::parse_id;
+use super::lifecycle::update;
 use super::workflows;
+use crate::store::lifecycle::{Values, RUNNABLE};
 use crate::store::{
     Delivery, NewSignal, PendingSignal, SignalTarget, StoreError, WorkflowId, WorkflowState,
 };
@@ -75,13 +77,14 @@ pub(super) fn deliver(conn: &Connection, signal: &NewSignal) -> Result<Delivery,
             "INSERT INTO signals (workflow_id, name, body, created_at) VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute((&id, &signal.name, &signal.body, signal.now))?;
-        conn.prepare_cached(
-            "UPDATE workflows SET state = 'pending', wake_at = ?3, listening = NULL,
-                 waiting_child = NULL, updated_at = ?3
-             WHERE id = ?1 AND state = 'sleeping'
-               AND EXISTS (SELECT 1 FROM json_each(listening) WHERE value = ?2)",
-        )?
-        .execute((&id, &signal.name, signal.now))?;
+        update(
+            conn,
+            &RUNNABLE,
+            &Values::at(signal.now),
+            "id = ?1 AND state = 'sleeping'
+             AND EXISTS (SELECT 1 FROM json_each(listening) WHERE value = ?2)",
+            &[&id, &signal.name],
+        )?;
     }
     Ok(delivery)
 }

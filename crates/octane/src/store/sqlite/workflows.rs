@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::leases::parse_id;
+use super::lifecycle::update;
 use super::signals;
+use crate::store::lifecycle::{self, Change, Values, RUNNABLE};
 use crate::store::{
     Control, ListFilter, NewWorkflow, StoreError, Transition, WorkflowId, WorkflowInfo,
     WorkflowState,
@@ -86,104 +88,63 @@ pub(super) fn list(
     rows.map(|r| decode(r?)).collect()
 }
 
-/// Applies a commit's transition; the lease was fenced just before.
-/// Every transition but `Continue` releases the lease.
+/// Applies a commit's transition, as the lifecycle table says; the lease was
+/// fenced just before.
 pub(super) fn transition(
     conn: &Connection,
     id: WorkflowId,
     transition: &Transition,
     now: i64,
 ) -> Result<(), StoreError> {
-    let id = id.to_string();
-    const RELEASE: &str = "lease_owner = NULL, lease_expires = NULL, updated_at = ?2";
-    match transition {
-        Transition::Continue => {}
-        Transition::Suspend(suspend) => {
-            let listening = (!suspend.signals.is_empty())
-                .then(|| serde_json::to_string(&suspend.signals))
-                .transpose()
-                .map_err(|e| StoreError::Corrupt {
-                    table: "workflows",
-                    detail: e.to_string(),
-                })?;
-            let child = suspend.child.map(|c| c.to_string());
-            conn.prepare_cached(&format!(
-                "UPDATE workflows SET state = 'sleeping', wake_at = ?3, listening = ?4,
-                 waiting_child = ?5, {RELEASE} WHERE id = ?1"
-            ))?
-            .execute((&id, now, suspend.wake_at, &listening, &child))?;
-            // The wake-up may already be due: a signal that arrived while the
-            // workflow ran, a child that finished meanwhile.
-            let signal_due = match &listening {
-                Some(names) => signals::any_pending(conn, &id, names)?,
-                None => false,
-            };
-            let child_due = match &child {
-                Some(c) => conn
-                    .prepare_cached(
-                        "SELECT EXISTS (SELECT 1 FROM workflows WHERE id = ?1
-                         AND state IN ('completed', 'failed', 'cancelled'))",
-                    )?
-                    .query_row([c], |r| r.get::<_, bool>(0))?,
-                None => false,
-            };
-            if signal_due || child_due {
-                make_runnable(conn, &id, now)?;
-            }
-        }
-        Transition::Release => {
-            conn.prepare_cached(&format!(
-                "UPDATE workflows SET state = 'pending', wake_at = ?2, {RELEASE} WHERE id = ?1"
-            ))?
-            .execute((&id, now))?;
-        }
-        Transition::Complete { output } => {
-            conn.prepare_cached(&format!(
-                "UPDATE workflows SET state = 'completed', output = ?3, error = NULL,
-                 error_code = NULL, wake_at = NULL, {RELEASE} WHERE id = ?1"
-            ))?
-            .execute((&id, now, output))?;
-            finished(conn, &id, now)?;
-        }
-        Transition::Fail { error } => {
-            conn.prepare_cached(&format!(
-                "UPDATE workflows SET state = 'failed', error = ?3, error_code = NULL,
-                 wake_at = NULL, {RELEASE} WHERE id = ?1"
-            ))?
-            .execute((&id, now, error))?;
-            finished(conn, &id, now)?;
-        }
-        Transition::Park { error, code } => {
-            conn.prepare_cached(&format!(
-                "UPDATE workflows SET state = 'parked', error = ?3, error_code = ?4,
-                 wake_at = NULL, listening = NULL, waiting_child = NULL, {RELEASE} WHERE id = ?1"
-            ))?
-            .execute((&id, now, error, code.as_str()))?;
+    let Some(change) = lifecycle::of_transition(transition) else {
+        return Ok(());
+    };
+    let values = Values::of_transition(transition, now)?;
+    apply(conn, &id.to_string(), &change, &values)
+}
+
+/// Makes `change` to the workflow `id`, and what goes with it.
+fn apply(
+    conn: &Connection,
+    id: &str,
+    change: &Change,
+    values: &Values<'_>,
+) -> Result<(), StoreError> {
+    update(conn, change, values, "id = ?1", &[&id])?;
+    let now = values.now;
+    if change.check_waits {
+        // The wake-up may already be due: a signal that arrived while the
+        // workflow ran, a child that finished meanwhile.
+        let signal_due = match &values.listening {
+            Some(names) => signals::any_pending(conn, id, names)?,
+            None => false,
+        };
+        let child_due = match &values.child {
+            Some(c) => conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM workflows WHERE id = ?1
+                     AND state IN ('completed', 'failed', 'cancelled'))",
+                )?
+                .query_row([c], |r| r.get::<_, bool>(0))?,
+            None => false,
+        };
+        if signal_due || child_due {
+            update(conn, &RUNNABLE, &Values::at(now), "id = ?1", &[&id])?;
         }
     }
-    Ok(())
-}
-
-fn make_runnable(conn: &Connection, id: &str, now: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE workflows SET state = 'pending', wake_at = ?2, listening = NULL,
-         waiting_child = NULL, updated_at = ?2 WHERE id = ?1",
-    )?
-    .execute((id, now))?;
-    Ok(())
-}
-
-/// What every way of finishing does: pending signals are dropped (nobody
-/// will consume them) and a parent waiting for this child is woken.
-fn finished(conn: &Connection, id: &str, now: i64) -> Result<(), StoreError> {
-    signals::delete_all(conn, id)?;
-    conn.prepare_cached(
-        "UPDATE workflows SET state = 'pending', wake_at = ?2, listening = NULL,
-         waiting_child = NULL, updated_at = ?2
-         WHERE state = 'sleeping' AND waiting_child = ?1
-           AND id = (SELECT parent_id FROM workflows WHERE id = ?1)",
-    )?
-    .execute((id, now))?;
+    if change.drop_signals {
+        signals::delete_all(conn, id)?;
+    }
+    if change.wake_parent {
+        update(
+            conn,
+            &RUNNABLE,
+            &Values::at(now),
+            "state = 'sleeping' AND waiting_child = ?1
+             AND id = (SELECT parent_id FROM workflows WHERE id = ?1)",
+            &[&id],
+        )?;
+    }
     Ok(())
 }
 
@@ -223,24 +184,14 @@ pub(super) fn control(
     let Some(before) = get(conn, id)?.map(|w| w.state) else {
         return Ok(None);
     };
-    let sql = match control {
-        Control::Cancel if !before.is_finished() => {
-            conn.prepare_cached(
-                "UPDATE workflows SET state = 'cancelled', error = 'cancelled', wake_at = NULL,
-                 listening = NULL, waiting_child = NULL, lease_owner = NULL,
-                 lease_expires = NULL, updated_at = ?2 WHERE id = ?1",
-            )?
-            .execute((id.to_string(), now))?;
-            finished(conn, &id.to_string(), now)?;
-            return Ok(Some(before));
-        }
-        Control::Wake if matches!(before, WorkflowState::Parked | WorkflowState::Sleeping) => {
-            "UPDATE workflows SET state = 'pending', error = NULL, error_code = NULL,
-             listening = NULL, waiting_child = NULL, wake_at = ?2, updated_at = ?2 WHERE id = ?1"
-        }
-        _ => return Ok(Some(before)),
-    };
-    conn.prepare_cached(sql)?.execute((id.to_string(), now))?;
+    if let Some(change) = lifecycle::of_control(control, before) {
+        apply(
+            conn,
+            &id.to_string(),
+            &change,
+            &Values::of_control(control, now),
+        )?;
+    }
     Ok(Some(before))
 }
 
