@@ -9,6 +9,7 @@
 //! caller's lease epoch in the same transaction as the write (fencing): a
 //! worker that lost its lease can never write again.
 
+mod codec;
 mod error;
 mod lifecycle;
 pub mod postgres;

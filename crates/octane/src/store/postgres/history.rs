@@ -5,11 +5,14 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio_postgres::{Row, Statement};
 
-use super::{leases, rows, signals, workflows};
+use super::{rows, signals, workflows};
 use crate::history::{
-    active_ranges, forgotten_ranges, iterations_range, Event, EventKind, Location, LoopBoundary,
+    active_ranges, forgotten_ranges, iterations_range, Event, Location, LoopBoundary,
 };
-use crate::store::{Cause, Lease, StoreError, WorkflowId, WriteOp};
+use crate::store::codec::{
+    decode_count, decode_hash, decode_kind, decode_location, encode_count, encode_hash,
+};
+use crate::store::{StoreError, WorkflowId, WriteOp};
 
 const EVENT_COLUMNS: &str =
     "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at";
@@ -31,7 +34,7 @@ pub(super) async fn load(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Eve
             first_active: if done {
                 u64::MAX
             } else {
-                decode_u64("iteration", row.try_get(1)?)?
+                decode_count("iteration", row.try_get(1)?)?
             },
         });
     }
@@ -94,18 +97,19 @@ const FORGET: &str =
 /// that had not prepared them yet waited on one shared preparation and sent
 /// only after the range delete queued behind them (the test
 /// `a_commit_forgets_the_events_it_carries_on_a_fresh_connection`).
-pub(super) async fn apply(
-    tx: &Transaction<'_>,
-    lease: &Lease,
-    ops: &[WriteOp],
+///
+/// `fence` (the lease check, not yet sent) goes first in the pipeline.
+pub(super) async fn apply<'t>(
+    tx: &'t Transaction<'_>,
+    fence: BoxFuture<'t, Result<(), StoreError>>,
+    workflow: WorkflowId,
+    ops: &'t [WriteOp],
     now: i64,
 ) -> Result<(), StoreError> {
-    let id = lease.workflow_id.to_string();
-    let fence = tx.prepare_cached(leases::FENCE).await?;
+    let id = workflow.to_string();
     let put_stmt = tx.prepare_cached(PUT).await?;
     let forget_stmt = tx.prepare_cached(FORGET).await?;
-    let mut pipeline: Vec<BoxFuture<'_, Result<(), StoreError>>> =
-        vec![leases::fence(tx, &fence, lease).boxed()];
+    let mut pipeline: Vec<BoxFuture<'_, Result<(), StoreError>>> = vec![fence];
     for op in ops {
         match op {
             WriteOp::Put(e) => pipeline.push(put(tx, &put_stmt, &id, e, now).boxed()),
@@ -115,7 +119,7 @@ pub(super) async fn apply(
             } => pipeline.push(forget(tx, &forget_stmt, &id, loop_location, *below).boxed()),
             WriteOp::AckSignals(seqs) => {
                 drain(&mut pipeline).await?;
-                signals::ack(tx, lease.workflow_id, seqs).await?;
+                signals::ack(tx, workflow, seqs).await?;
             }
             WriteOp::SendSignal(signal) => {
                 drain(&mut pipeline).await?;
@@ -147,10 +151,13 @@ async fn put(
     e: &Event,
     now: i64,
 ) -> Result<(), StoreError> {
-    let version = i32::try_from(e.version).map_err(|_| too_large("version", e.version))?;
-    let kind = i32::try_from(e.kind.code()).map_err(|_| too_large("kind", e.kind.code()))?;
-    let attempts = i32::try_from(e.attempts).map_err(|_| too_large("attempts", e.attempts))?;
-    let iteration = i64::try_from(e.iteration).map_err(|_| too_large("iteration", e.iteration))?;
+    let int = |what, v: u64| -> Result<i32, StoreError> {
+        Ok(i32::try_from(encode_count(what, v, 32)?).expect("checked to fit 32 bits"))
+    };
+    let version = int("version", u64::from(e.version))?;
+    let kind = int("kind", u64::try_from(e.kind.code()).unwrap_or(u64::MAX))?;
+    let attempts = int("attempts", u64::from(e.attempts))?;
+    let iteration = encode_count("iteration", e.iteration, 64)?;
     let error = e.error.as_deref().map(rows::without_nul);
     tx.execute(
         stmt,
@@ -160,7 +167,7 @@ async fn put(
             &version,
             &kind,
             &e.name,
-            &i64::from_be_bytes(e.input_hash.to_be_bytes()),
+            &encode_hash(e.input_hash),
             &e.data,
             &error,
             &attempts,
@@ -188,49 +195,21 @@ async fn forget(
 }
 
 fn decode_event(row: &Row) -> Result<Event, StoreError> {
-    let kind: i32 = row.try_get(2)?;
-    let version: i32 = row.try_get(1)?;
-    let attempts: i32 = row.try_get(7)?;
+    let small = |what, i| -> Result<u32, StoreError> {
+        let v = decode_count(what, i64::from(row.try_get::<_, i32>(i)?))?;
+        Ok(u32::try_from(v).expect("an i32 that is not negative fits a u32"))
+    };
     Ok(Event {
         location: decode_location(&row.try_get::<_, Vec<u8>>(0)?)?,
-        version: u32::try_from(version).map_err(|_| corrupt("version", version))?,
-        kind: EventKind::from_code(i64::from(kind)).ok_or_else(|| StoreError::Corrupt {
-            table: "events",
-            detail: format!("unknown event kind {kind}"),
-        })?,
+        version: small("version", 1)?,
+        kind: decode_kind(i64::from(row.try_get::<_, i32>(2)?))?,
         name: row.try_get(3)?,
-        input_hash: u64::from_be_bytes(row.try_get::<_, i64>(4)?.to_be_bytes()),
+        input_hash: decode_hash(row.try_get(4)?),
         data: row.try_get(5)?,
         error: row.try_get(6)?,
-        attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts", attempts))?,
-        iteration: decode_u64("iteration", row.try_get(8)?)?,
+        attempts: small("attempts", 7)?,
+        iteration: decode_count("iteration", row.try_get(8)?)?,
         done: row.try_get(9)?,
         recorded_at: row.try_get(10)?,
     })
-}
-
-fn decode_location(bytes: &[u8]) -> Result<Location, StoreError> {
-    Location::decode(bytes).ok_or_else(|| StoreError::Corrupt {
-        table: "events",
-        detail: format!("undecodable location {bytes:02x?}"),
-    })
-}
-
-fn decode_u64(what: &'static str, v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| corrupt(what, v))
-}
-
-/// A value to write that its column cannot hold: the same write would fail
-/// every time.
-fn too_large(what: &'static str, v: impl std::fmt::Display) -> StoreError {
-    StoreError::Rejected(Cause::msg(format!(
-        "event {what} {v} is out of the range its column holds"
-    )))
-}
-
-fn corrupt(what: &'static str, v: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        table: "events",
-        detail: format!("{what} {v} out of range"),
-    }
 }

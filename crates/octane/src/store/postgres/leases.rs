@@ -4,6 +4,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Statement;
 
 use super::lifecycle::update;
+use crate::store::codec::parse_id;
 use crate::store::lifecycle::{self, Values};
 use crate::store::{
     ClaimRequest, Claimed, ClaimedWorkflow, FailureCode, Lease, StoreError, Transition, WorkflowId,
@@ -145,11 +146,4 @@ pub(super) async fn renew(
         }
     }
     Ok(lost)
-}
-
-pub(super) fn parse_id(s: &str) -> Result<WorkflowId, StoreError> {
-    s.parse().map_err(|e| StoreError::Corrupt {
-        table: "workflows",
-        detail: format!("bad workflow id `{s}`: {e}"),
-    })
 }

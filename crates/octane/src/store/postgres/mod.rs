@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 
@@ -185,7 +185,11 @@ impl Store for PostgresStore {
 
     async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
         in_tx!(self, tx => {
-            history::apply(&tx, lease, &batch.ops, batch.now).await?;
+            // The fence is pipelined ahead of the history writes (prepared
+            // first, like every pipelined statement: see `history::apply`).
+            let fence = tx.prepare_cached(leases::FENCE).await?;
+            let fence = leases::fence(&tx, &fence, lease).boxed();
+            history::apply(&tx, fence, lease.workflow_id, &batch.ops, batch.now).await?;
             workflows::transition(&tx, lease.workflow_id, &batch.transition, batch.now).await?
         })
     }

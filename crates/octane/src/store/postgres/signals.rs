@@ -3,9 +3,10 @@
 
 use deadpool_postgres::Transaction;
 
-use super::leases::parse_id;
 use super::lifecycle::update;
-use super::{notify_runnable, workflows};
+use super::notify_runnable;
+use super::rows::{has_all_tags, parse_state};
+use crate::store::codec::parse_id;
 use crate::store::lifecycle::{Values, RUNNABLE};
 use crate::store::{Delivery, NewSignal, PendingSignal, SignalTarget, StoreError, WorkflowId};
 
@@ -26,7 +27,7 @@ pub(super) async fn resolve(
                 .prepare_cached(&format!(
                     "SELECT w.id FROM workflows w
                      WHERE w.state NOT IN ('completed', 'failed', 'cancelled') AND {}",
-                    workflows::has_all_tags(1)
+                    has_all_tags(1)
                 ))
                 .await?;
             let rows = tx.query(&stmt, &[&keys, &values, &n]).await?;
@@ -96,7 +97,7 @@ async fn state_of(
     let Some(row) = tx.query_opt(&stmt, &[&id.to_string()]).await? else {
         return Ok(Delivery::NotFound);
     };
-    let state = workflows::parse_state(&row)?;
+    let state = parse_state(&row)?;
     Ok(if state.is_finished() {
         Delivery::Finished(state)
     } else {

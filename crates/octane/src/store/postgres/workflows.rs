@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
-use super::leases::parse_id;
 use super::lifecycle::update;
+use super::rows::{has_all_tags, parse_state};
 use super::{notify_runnable, signals};
+use crate::store::codec::parse_id;
 use crate::store::lifecycle::{self, Change, Values, RUNNABLE};
 use crate::store::{
     Control, ListFilter, NewWorkflow, StoreError, Transition, WorkflowId, WorkflowInfo,
@@ -52,19 +53,6 @@ pub(super) async fn get(
         .await?
         .map(|r| decode(&r))
         .transpose()
-}
-
-/// A condition on `workflows w`: it carries every tag given as parallel
-/// arrays of keys (`$first`) and values (`$first + 1`), whose length is
-/// `$first + 2`.
-pub(super) fn has_all_tags(first: usize) -> String {
-    format!(
-        "(SELECT COUNT(*) FROM workflow_tags t, UNNEST(${}::text[], ${}::text[]) AS want(k, v)
-          WHERE t.workflow_id = w.id AND t.key = want.k AND t.value = want.v) = ${}",
-        first,
-        first + 1,
-        first + 2
-    )
 }
 
 pub(super) async fn list(
@@ -231,16 +219,6 @@ pub(super) async fn control(
     Ok(Some(before))
 }
 
-/// The state in the first column of `row`.
-pub(super) fn parse_state(row: &Row) -> Result<WorkflowState, StoreError> {
-    row.try_get::<_, String>(0)?
-        .parse()
-        .map_err(|detail| StoreError::Corrupt {
-            table: "workflows",
-            detail,
-        })
-}
-
 fn decode(row: &Row) -> Result<WorkflowInfo, StoreError> {
     let id: String = row.try_get(0)?;
     let corrupt = |detail: String| StoreError::Corrupt {
@@ -251,7 +229,7 @@ fn decode(row: &Row) -> Result<WorkflowInfo, StoreError> {
     Ok(WorkflowInfo {
         id: parse_id(&id)?,
         name: row.try_get(1)?,
-        state: row.try_get::<_, String>(2)?.parse().map_err(corrupt)?,
+        state: crate::store::codec::parse_state(&row.try_get::<_, String>(2)?)?,
         input: row.try_get(3)?,
         output: row.try_get(4)?,
         error: row.try_get(5)?,

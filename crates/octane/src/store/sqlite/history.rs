@@ -4,8 +4,9 @@ use rusqlite::{Connection, Row};
 
 use super::{signals, workflows};
 
-use crate::history::{
-    active_ranges, forgotten_ranges, iterations_range, Event, EventKind, Location, LoopBoundary,
+use crate::history::{active_ranges, forgotten_ranges, iterations_range, Event, LoopBoundary};
+use crate::store::codec::{
+    decode_count, decode_hash, decode_kind, decode_location, encode_count, encode_hash,
 };
 use crate::store::{StoreError, WorkflowId, WriteOp};
 
@@ -34,7 +35,7 @@ pub(super) fn load(conn: &Connection, id: WorkflowId) -> Result<Vec<Event>, Stor
                 first_active: if done {
                     u64::MAX
                 } else {
-                    decode_u64("iteration", iteration)?
+                    decode_count("iteration", iteration)?
                 },
             })
         })
@@ -89,7 +90,7 @@ pub(super) fn apply(
                     e.data,
                     e.error,
                     e.attempts,
-                    encode_u64("iteration", e.iteration)?,
+                    encode_count("iteration", e.iteration, 64)?,
                     e.done,
                     now,
                 ])?;
@@ -161,44 +162,14 @@ fn decode_event(raw: RawEvent) -> Result<Event, StoreError> {
     Ok(Event {
         location: decode_location(&location)?,
         version,
-        kind: EventKind::from_code(kind).ok_or_else(|| StoreError::Corrupt {
-            table: "events",
-            detail: format!("unknown event kind {kind}"),
-        })?,
+        kind: decode_kind(kind)?,
         name,
-        input_hash: u64::from_be_bytes(input_hash.to_be_bytes()),
+        input_hash: decode_hash(input_hash),
         data,
         error,
         attempts,
-        iteration: decode_u64("iteration", iteration)?,
+        iteration: decode_count("iteration", iteration)?,
         done,
         recorded_at,
-    })
-}
-
-fn decode_location(bytes: &[u8]) -> Result<Location, StoreError> {
-    Location::decode(bytes).ok_or_else(|| StoreError::Corrupt {
-        table: "events",
-        detail: format!("undecodable location {bytes:02x?}"),
-    })
-}
-
-/// Input hashes use all 64 bits; SQLite integers are signed, so the bits are
-/// stored as they are.
-fn encode_hash(h: u64) -> i64 {
-    i64::from_be_bytes(h.to_be_bytes())
-}
-
-fn encode_u64(what: &'static str, v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Corrupt {
-        table: "events",
-        detail: format!("{what} {v} does not fit a signed 64-bit column"),
-    })
-}
-
-fn decode_u64(what: &'static str, v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt {
-        table: "events",
-        detail: format!("negative {what} {v}"),
     })
 }

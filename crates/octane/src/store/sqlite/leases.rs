@@ -3,6 +3,7 @@
 use rusqlite::Connection;
 
 use super::lifecycle::update;
+use crate::store::codec::parse_id;
 use crate::store::lifecycle::{self, Values};
 use crate::store::{
     ClaimRequest, Claimed, ClaimedWorkflow, FailureCode, Lease, StoreError, Transition, WorkflowId,
@@ -157,11 +158,4 @@ pub(super) fn renew(
         }
     }
     Ok(lost)
-}
-
-pub(super) fn parse_id(s: &str) -> Result<WorkflowId, StoreError> {
-    s.parse().map_err(|e| StoreError::Corrupt {
-        table: "workflows",
-        detail: format!("bad workflow id `{s}`: {e}"),
-    })
 }

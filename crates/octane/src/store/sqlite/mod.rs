@@ -34,6 +34,7 @@ mod history;
 mod leases;
 mod lifecycle;
 mod migrate;
+mod rows;
 mod schema;
 mod signals;
 mod workflows;

@@ -3,13 +3,11 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::leases::parse_id;
 use super::lifecycle::update;
-use super::workflows;
+use super::rows::push_tag_filter;
+use crate::store::codec::{parse_id, parse_state};
 use crate::store::lifecycle::{Values, RUNNABLE};
-use crate::store::{
-    Delivery, NewSignal, PendingSignal, SignalTarget, StoreError, WorkflowId, WorkflowState,
-};
+use crate::store::{Delivery, NewSignal, PendingSignal, SignalTarget, StoreError, WorkflowId};
 
 /// Where a signal to `target` would go.
 pub(super) fn resolve(conn: &Connection, target: &SignalTarget) -> Result<Delivery, StoreError> {
@@ -22,10 +20,7 @@ pub(super) fn resolve(conn: &Connection, target: &SignalTarget) -> Result<Delive
             Ok(match state {
                 None => Delivery::NotFound,
                 Some(s) => {
-                    let state: WorkflowState = s.parse().map_err(|detail| StoreError::Corrupt {
-                        table: "workflows",
-                        detail,
-                    })?;
+                    let state = parse_state(&s)?;
                     if state.is_finished() {
                         Delivery::Finished(state)
                     } else {
@@ -41,7 +36,7 @@ pub(super) fn resolve(conn: &Connection, target: &SignalTarget) -> Result<Delive
                 "SELECT id FROM workflows WHERE state NOT IN ('completed', 'failed', 'cancelled')",
             );
             let mut params = Vec::new();
-            workflows::push_tag_filter(&mut sql, &mut params, tags);
+            push_tag_filter(&mut sql, &mut params, tags);
             sql.push_str(" LIMIT 2");
             let ids = conn
                 .prepare_cached(&sql)?

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use super::leases::parse_id;
 use super::lifecycle::update;
+use super::rows::push_tag_filter;
 use super::signals;
+use crate::store::codec::{parse_id, parse_state};
 use crate::store::lifecycle::{self, Change, Values, RUNNABLE};
 use crate::store::{
     Control, ListFilter, NewWorkflow, StoreError, Transition, WorkflowId, WorkflowInfo,
@@ -43,25 +44,6 @@ pub(super) fn get(conn: &Connection, id: WorkflowId) -> Result<Option<WorkflowIn
         .optional()?
         .map(decode)
         .transpose()
-}
-
-/// Narrows a query over `workflows` to those carrying every tag in `tags`,
-/// binding each key and value as the next parameters.
-pub(super) fn push_tag_filter(
-    sql: &mut String,
-    params: &mut Vec<String>,
-    tags: &BTreeMap<String, String>,
-) {
-    for (k, v) in tags {
-        params.push(k.clone());
-        params.push(v.clone());
-        sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM workflow_tags t WHERE t.workflow_id = workflows.id \
-             AND t.key = ?{} AND t.value = ?{})",
-            params.len() - 1,
-            params.len()
-        ));
-    }
 }
 
 pub(super) fn list(
@@ -234,7 +216,7 @@ fn decode(raw: RawWorkflow) -> Result<WorkflowInfo, StoreError> {
     Ok(WorkflowInfo {
         id: parse_id(&id)?,
         name,
-        state: state.parse().map_err(corrupt)?,
+        state: parse_state(&state)?,
         input,
         output,
         error,
