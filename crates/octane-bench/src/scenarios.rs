@@ -362,6 +362,7 @@ async fn signals(stores: &Stores, n: u64, figures: &mut Figures) -> anyhow::Resu
             let info = engine.get(id).await?;
             let pending = engine
                 .store()
+                .catalog()
                 .pending_signals(id, vec!["ping".into()], 10)
                 .await?;
             anyhow::bail!(

@@ -305,6 +305,7 @@ async fn bad_input_is_one_clear_line_and_a_failing_exit_code() {
     );
     assert!(engine
         .store()
+        .catalog()
         .pending_signals(wallet, vec!["deposit".into()], 5)
         .await
         .unwrap()

@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use octane::history::{Event, EventKind};
 use octane::store::{
-    Batch, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal, NewWorkflow,
-    PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo, WorkflowState,
-    WriteOp,
+    Batch, Catalog, ClaimRequest, Claimed, Lease, NewSignal, Store, StoreError, WorkflowId, WriteOp,
 };
 use tokio::sync::Notify;
 
@@ -98,9 +96,6 @@ pub fn activity_commits() -> Matcher {
 
 #[async_trait]
 impl Store for CrashAfter {
-    async fn create(&self, w: NewWorkflow) -> Result<(), StoreError> {
-        self.inner.create(w).await
-    }
     async fn claim(&self, r: ClaimRequest) -> Result<Claimed, StoreError> {
         if self.has_crashed() {
             return std::future::pending().await;
@@ -109,9 +104,6 @@ impl Store for CrashAfter {
     }
     async fn load_history(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
         self.inner.load_history(id).await
-    }
-    async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
-        self.inner.all_events(id).await
     }
     async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
         if self.has_crashed() {
@@ -122,7 +114,7 @@ impl Store for CrashAfter {
             if !s.signals.is_empty() {
                 let racing = self.signal_before_suspend.lock().unwrap().take();
                 if let Some(signal) = racing {
-                    self.inner.send_signal(signal).await?;
+                    self.inner.catalog().send_signal(signal).await?;
                 }
             }
         }
@@ -150,36 +142,8 @@ impl Store for CrashAfter {
         }
         self.inner.renew(l, e).await
     }
-    async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn list(&self, f: ListFilter) -> Result<Vec<WorkflowInfo>, StoreError> {
-        self.inner.list(f).await
-    }
-    async fn send_signal(&self, s: NewSignal) -> Result<Delivery, StoreError> {
-        self.inner.send_signal(s).await
-    }
-    async fn resolve_target(&self, t: SignalTarget) -> Result<Delivery, StoreError> {
-        self.inner.resolve_target(t).await
-    }
-    async fn pending_signals(
-        &self,
-        id: WorkflowId,
-        names: Vec<String>,
-        limit: usize,
-    ) -> Result<Vec<PendingSignal>, StoreError> {
-        self.inner.pending_signals(id, names, limit).await
-    }
-    async fn prune(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
-        self.inner.prune(before, limit).await
-    }
-    async fn control(
-        &self,
-        id: WorkflowId,
-        c: Control,
-        now: i64,
-    ) -> Result<Option<WorkflowState>, StoreError> {
-        self.inner.control(id, c, now).await
+    fn catalog(&self) -> &dyn Catalog {
+        self.inner.catalog()
     }
 }
 

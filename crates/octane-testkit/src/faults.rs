@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use octane::history::Event;
 use octane::store::{
-    Batch, Cause, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
+    Batch, Catalog, Cause, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
     NewWorkflow, PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo,
     WorkflowState,
 };
@@ -178,9 +178,6 @@ impl Faults {
 
 #[async_trait]
 impl Store for Faults {
-    async fn create(&self, w: NewWorkflow) -> Result<(), StoreError> {
-        self.inner.create(w).await
-    }
     async fn claim(&self, r: ClaimRequest) -> Result<Claimed, StoreError> {
         self.enter(Op::Claim).await?;
         self.inner.claim(r).await
@@ -188,9 +185,6 @@ impl Store for Faults {
     async fn load_history(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
         self.enter(Op::LoadHistory).await?;
         self.inner.load_history(id).await
-    }
-    async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
-        self.inner.all_events(id).await
     }
     async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
         self.enter(Op::Commit).await?;
@@ -204,26 +198,52 @@ impl Store for Faults {
             self.injected.fetch_add(1, Ordering::SeqCst);
             return Err(rejected());
         }
-        self.inner.commit(lease, batch).await
+        match self.strike() {
+            Strike::None => self.inner.commit(lease, batch).await,
+            Strike::Before => Err(unavailable()),
+            Strike::After => {
+                self.inner.commit(lease, batch).await?;
+                Err(StoreError::OutcomeUnknown(Cause::msg(
+                    "injected fault: the connection broke as the commit landed",
+                )))
+            }
+        }
     }
     async fn renew(&self, l: Vec<Lease>, e: i64) -> Result<Vec<WorkflowId>, StoreError> {
         self.enter(Op::Renew).await?;
         self.inner.renew(l, e).await
     }
+    fn catalog(&self) -> &dyn Catalog {
+        self
+    }
+    fn watch_runnable(&self, notify: Arc<tokio::sync::Notify>) {
+        self.inner.watch_runnable(notify)
+    }
+}
+
+/// The reads a step makes can fail too; the rest passes through.
+#[async_trait]
+impl Catalog for Faults {
+    async fn create(&self, w: NewWorkflow) -> Result<(), StoreError> {
+        self.inner.catalog().create(w).await
+    }
     async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {
         self.enter(Op::Get).await?;
-        self.inner.get(id).await
+        self.inner.catalog().get(id).await
     }
     async fn list(&self, f: ListFilter) -> Result<Vec<WorkflowInfo>, StoreError> {
-        self.inner.list(f).await
+        self.inner.catalog().list(f).await
+    }
+    async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+        self.inner.catalog().all_events(id).await
     }
     async fn send_signal(&self, s: NewSignal) -> Result<Delivery, StoreError> {
         self.enter(Op::SendSignal).await?;
-        self.inner.send_signal(s).await
+        self.inner.catalog().send_signal(s).await
     }
     async fn resolve_target(&self, t: SignalTarget) -> Result<Delivery, StoreError> {
         self.enter(Op::ResolveTarget).await?;
-        self.inner.resolve_target(t).await
+        self.inner.catalog().resolve_target(t).await
     }
     async fn pending_signals(
         &self,
@@ -232,10 +252,10 @@ impl Store for Faults {
         limit: usize,
     ) -> Result<Vec<PendingSignal>, StoreError> {
         self.enter(Op::PendingSignals).await?;
-        self.inner.pending_signals(id, names, limit).await
+        self.inner.catalog().pending_signals(id, names, limit).await
     }
     async fn prune(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
-        self.inner.prune(before, limit).await
+        self.inner.catalog().prune(before, limit).await
     }
     async fn control(
         &self,
@@ -243,9 +263,6 @@ impl Store for Faults {
         c: Control,
         now: i64,
     ) -> Result<Option<WorkflowState>, StoreError> {
-        self.inner.control(id, c, now).await
-    }
-    fn watch_runnable(&self, notify: Arc<tokio::sync::Notify>) {
-        self.inner.watch_runnable(notify)
+        self.inner.catalog().control(id, c, now).await
     }
 }

@@ -217,6 +217,7 @@ macro_rules! postgres_restart_test {
 pub async fn claim_new(store: &dyn Store, name: &str, input: &str) -> octane::store::Lease {
     let id = WorkflowId::new();
     store
+        .catalog()
         .create(octane::store::NewWorkflow {
             id,
             name: name.into(),

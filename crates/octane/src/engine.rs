@@ -14,7 +14,7 @@ use crate::message::{Message, Subscription};
 use crate::runtime::Core;
 use crate::signal::Signal;
 use crate::store::{
-    self, Control, ListFilter, NewSignal, NewWorkflow, SignalTarget, Store, WorkflowId,
+    self, Catalog, Control, ListFilter, NewSignal, NewWorkflow, SignalTarget, Store, WorkflowId,
     WorkflowInfo, WorkflowState,
 };
 use crate::worker::WorkerBuilder;
@@ -119,6 +119,10 @@ impl Engine {
         self.core.store()
     }
 
+    fn catalog(&self) -> &dyn Catalog {
+        self.core.store().catalog()
+    }
+
     /// A builder for a worker that runs this engine's registered workflows.
     pub fn worker(&self) -> WorkerBuilder {
         WorkerBuilder::new(self.core.clone())
@@ -172,7 +176,7 @@ impl Engine {
         tags: BTreeMap<String, String>,
     ) -> Result<WorkflowId, Error> {
         let id = WorkflowId::new();
-        self.store()
+        self.catalog()
             .create(NewWorkflow {
                 id,
                 name,
@@ -250,7 +254,7 @@ impl Engine {
     /// # Errors
     /// [`Error::WorkflowNotFound`]; a store error.
     pub async fn get(&self, id: WorkflowId) -> Result<WorkflowInfo, Error> {
-        self.store()
+        self.catalog()
             .get(id)
             .await?
             .ok_or(Error::WorkflowNotFound { workflow_id: id })
@@ -261,7 +265,7 @@ impl Engine {
     /// # Errors
     /// A store error.
     pub async fn list(&self, filter: ListFilter) -> Result<Vec<WorkflowInfo>, Error> {
-        Ok(self.store().list(filter).await?)
+        Ok(self.catalog().list(filter).await?)
     }
 
     /// Cancels a workflow that has not finished. Its worker's next write is
@@ -300,7 +304,7 @@ impl Engine {
         applies: impl Fn(WorkflowState) -> bool,
     ) -> Result<(), Error> {
         let before = self
-            .store()
+            .catalog()
             .control(id, control, now_ms())
             .await?
             .ok_or(Error::WorkflowNotFound { workflow_id: id })?;
@@ -361,7 +365,7 @@ impl Engine {
         body: String,
     ) -> Result<WorkflowId, Error> {
         let delivery = self
-            .store()
+            .catalog()
             .send_signal(NewSignal {
                 target: target.clone(),
                 name: name.to_string(),
@@ -421,7 +425,7 @@ impl Engine {
     /// [`Error::WorkflowNotFound`]; a store error.
     pub async fn history(&self, id: WorkflowId) -> Result<Vec<HistoryEntry>, Error> {
         self.get(id).await?;
-        let events = self.store().all_events(id).await?;
+        let events = self.catalog().all_events(id).await?;
         let boundaries = events
             .iter()
             .filter(|e| e.kind == EventKind::Loop)

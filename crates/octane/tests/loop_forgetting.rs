@@ -174,6 +174,7 @@ async fn a_commit_forgets_the_events_it_carries_on_a_fresh_connection(db: TestDb
         .await
         .unwrap();
     let left: Vec<String> = store
+        .catalog()
         .all_events(lease.workflow_id)
         .await
         .unwrap()

@@ -66,6 +66,7 @@ async fn signals_are_consumed_once_in_send_order_and_replayed_in_that_order(db: 
     assert_eq!(wait_output::<Collector>(&engine, id).await, [1, 2, 3, 4, 5]);
     let left = engine
         .store()
+        .catalog()
         .pending_signals(id, vec!["deposit".into()], 10)
         .await
         .unwrap();
@@ -360,6 +361,7 @@ async fn pending_signals_of_a_finished_workflow_are_cleaned_up(db: TestDb) {
     assert_eq!(
         engine
             .store()
+            .catalog()
             .pending_signals(id, vec!["deposit".into()], 10)
             .await
             .unwrap()
@@ -370,6 +372,7 @@ async fn pending_signals_of_a_finished_workflow_are_cleaned_up(db: TestDb) {
     wait_output::<Quick>(&engine, id).await;
     assert!(engine
         .store()
+        .catalog()
         .pending_signals(id, vec!["deposit".into()], 10)
         .await
         .unwrap()
@@ -467,6 +470,7 @@ async fn a_signal_to_an_empty_tag_set_is_refused(db: TestDb) {
     );
     let pending = engine
         .store()
+        .catalog()
         .pending_signals(only, vec!["deposit".into()], 10)
         .await
         .unwrap();
@@ -523,6 +527,7 @@ async fn signals_sent_as_fast_as_answered_never_stall_a_workflow(db: TestDb) {
             let info = engine.get(id).await.unwrap();
             let pending = engine
                 .store()
+                .catalog()
                 .pending_signals(id, vec!["deposit".into()], 10)
                 .await
                 .unwrap();

@@ -387,7 +387,7 @@ impl RunShared {
         let id = self.workflow_id;
         self.read("pending signals", |store| {
             let names = names.to_vec();
-            async move { store.pending_signals(id, names, limit).await }
+            async move { store.catalog().pending_signals(id, names, limit).await }
         })
         .await
     }
@@ -401,7 +401,7 @@ impl RunShared {
         self.settle_for_reads().await?;
         self.read("a signal's recipient", |store| {
             let target = target.clone();
-            async move { store.resolve_target(target).await }
+            async move { store.catalog().resolve_target(target).await }
         })
         .await
     }
@@ -413,10 +413,9 @@ impl RunShared {
     /// As [`RunShared::read`].
     pub async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, Error> {
         self.settle_for_reads().await?;
-        self.read(
-            "a child workflow",
-            |store| async move { store.get(id).await },
-        )
+        self.read("a child workflow", |store| async move {
+            store.catalog().get(id).await
+        })
         .await
     }
 

@@ -73,7 +73,7 @@ impl Core {
         let before = now_ms().saturating_sub(duration_ms(older_than));
         let mut total = 0;
         loop {
-            let n = self.env.store.prune(before, PRUNE_BATCH).await?;
+            let n = self.env.store.catalog().prune(before, PRUNE_BATCH).await?;
             total += n;
             if n > 0 {
                 metrics::counter!("octane_pruned_total").increment(n);

@@ -28,15 +28,17 @@ pub use error::{mask_password, Cause, StoreError};
 
 use crate::history::Event;
 
-/// Persistent state of workflows and their histories.
+/// Persistent state of workflows and their histories: what a worker's runs
+/// need — claim, load, commit, renew — and, through
+/// [`Store::catalog`], everything else.
 ///
 /// Implementations must make each method atomic. Times are milliseconds
 /// since the Unix epoch, supplied by the caller so that all backends agree.
+/// A wrapper (one that injects faults, say) implements these four methods
+/// and hands [`Store::catalog`] on to the store it wraps, unless it wants
+/// to intercept the catalog's calls too.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Inserts a new workflow, runnable at once.
-    async fn create(&self, workflow: NewWorkflow) -> Result<(), StoreError>;
-
     /// Leases up to `limit` runnable workflows to a worker: new ones, sleepers
     /// whose deadline passed, and running ones whose lease expired. Each
     /// claim bumps the workflow's lease epoch.
@@ -45,10 +47,6 @@ pub trait Store: Send + Sync + 'static {
     /// The active history of a workflow: every event except forgotten loop
     /// iterations, which are not read at all.
     async fn load_history(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError>;
-
-    /// Every stored event of a workflow, forgotten ones included (for
-    /// inspection tools).
-    async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError>;
 
     /// Applies a batch of history writes and a state transition in one
     /// transaction, if and only if `lease` is still current.
@@ -64,11 +62,33 @@ pub trait Store: Send + Sync + 'static {
         expires_at: i64,
     ) -> Result<Vec<WorkflowId>, StoreError>;
 
+    /// The rest of the store: clients', operators' and steps' calls.
+    fn catalog(&self) -> &dyn Catalog;
+
+    /// Asks the store to tell `notify` whenever it learns that another
+    /// process made a workflow runnable. Stores without such a channel rely
+    /// on polling and ignore this.
+    fn watch_runnable(&self, notify: std::sync::Arc<tokio::sync::Notify>) {
+        let _ = notify;
+    }
+}
+
+/// The store's side for clients, operators and the reads a step makes:
+/// workflows created, looked up, listed, signalled, controlled and pruned.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    /// Inserts a new workflow, runnable at once.
+    async fn create(&self, workflow: NewWorkflow) -> Result<(), StoreError>;
+
     /// One workflow, if it exists.
     async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError>;
 
     /// Workflows matching `filter`, newest first.
     async fn list(&self, filter: ListFilter) -> Result<Vec<WorkflowInfo>, StoreError>;
+
+    /// Every stored event of a workflow, forgotten ones included (for
+    /// inspection tools).
+    async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError>;
 
     /// Delivers a signal from outside any workflow.
     async fn send_signal(&self, signal: NewSignal) -> Result<Delivery, StoreError>;
@@ -89,13 +109,6 @@ pub trait Store: Send + Sync + 'static {
     /// returns how many. The limit keeps each transaction short, however
     /// many workflows are due.
     async fn prune(&self, before: i64, limit: usize) -> Result<u64, StoreError>;
-
-    /// Asks the store to tell `notify` whenever it learns that another
-    /// process made a workflow runnable. Stores without such a channel rely
-    /// on polling and ignore this.
-    fn watch_runnable(&self, notify: std::sync::Arc<tokio::sync::Notify>) {
-        let _ = notify;
-    }
 
     /// Cancels or wakes a workflow; returns its state before, or `None` if it
     /// does not exist.

@@ -48,8 +48,9 @@ use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
-    Batch, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal, NewWorkflow,
-    PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo, WorkflowState,
+    Batch, Catalog, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
+    NewWorkflow, PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo,
+    WorkflowState,
 };
 use crate::history::Event;
 
@@ -167,20 +168,12 @@ async fn listen(config: tokio_postgres::Config, watchers: Arc<Mutex<Vec<Arc<Noti
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn create(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
-        in_tx!(self, tx => workflows::create(&tx, &workflow).await?)
-    }
-
     async fn claim(&self, request: ClaimRequest) -> Result<Claimed, StoreError> {
         in_tx!(self, tx => leases::claim(&tx, &request).await?)
     }
 
     async fn load_history(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
         in_tx!(self, tx => history::load(&tx, id).await?)
-    }
-
-    async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
-        in_tx!(self, tx => history::all(&tx, id).await?)
     }
 
     async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
@@ -200,6 +193,25 @@ impl Store for PostgresStore {
         expires_at: i64,
     ) -> Result<Vec<WorkflowId>, StoreError> {
         in_tx!(self, tx => leases::renew(&tx, &leases, expires_at).await?)
+    }
+
+    fn catalog(&self) -> &dyn Catalog {
+        self
+    }
+
+    fn watch_runnable(&self, notify: Arc<Notify>) {
+        self.watchers.lock().expect("watchers lock").push(notify);
+    }
+}
+
+#[async_trait]
+impl Catalog for PostgresStore {
+    async fn create(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
+        in_tx!(self, tx => workflows::create(&tx, &workflow).await?)
+    }
+
+    async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+        in_tx!(self, tx => history::all(&tx, id).await?)
     }
 
     async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {
@@ -238,9 +250,5 @@ impl Store for PostgresStore {
         now: i64,
     ) -> Result<Option<WorkflowState>, StoreError> {
         in_tx!(self, tx => workflows::control(&tx, id, control, now).await?)
-    }
-
-    fn watch_runnable(&self, notify: Arc<Notify>) {
-        self.watchers.lock().expect("watchers lock").push(notify);
     }
 }

@@ -50,7 +50,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{
-    Batch, Cause, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
+    Batch, Catalog, Cause, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
     NewWorkflow, PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo,
     WorkflowState,
 };
@@ -228,22 +228,12 @@ fn open_writer(options: &Options) -> Result<Connection, StoreError> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
-        self.writer
-            .write(move |c| workflows::create(c, &workflow))
-            .await
-    }
-
     async fn claim(&self, request: ClaimRequest) -> Result<Claimed, StoreError> {
         self.writer.write(move |c| leases::claim(c, &request)).await
     }
 
     async fn load_history(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
         self.read(move |c| history::load(c, id)).await
-    }
-
-    async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
-        self.read(move |c| history::all(c, id)).await
     }
 
     async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
@@ -265,6 +255,23 @@ impl Store for SqliteStore {
         self.writer
             .write(move |c| leases::renew(c, &leases, expires_at))
             .await
+    }
+
+    fn catalog(&self) -> &dyn Catalog {
+        self
+    }
+}
+
+#[async_trait]
+impl Catalog for SqliteStore {
+    async fn create(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
+        self.writer
+            .write(move |c| workflows::create(c, &workflow))
+            .await
+    }
+
+    async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+        self.read(move |c| history::all(c, id)).await
     }
 
     async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {
