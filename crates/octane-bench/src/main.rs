@@ -47,6 +47,7 @@ struct Args {
 }
 
 /// How big each scenario is.
+#[derive(Debug)]
 pub struct Sizes {
     pub loop_iterations: u64,
     pub fanout_workflows: usize,

@@ -182,7 +182,7 @@ async fn loop_rate(stores: &Stores, spec: LoopSpec) -> anyhow::Result<f64> {
     Ok(spec.iterations as f64 / elapsed.as_secs_f64())
 }
 
-pub async fn run_all(
+pub(crate) async fn run_all(
     stores: &Stores,
     sizes: &Sizes,
     progress: &ProgressBar,

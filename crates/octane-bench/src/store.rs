@@ -5,24 +5,24 @@ use std::time::Instant;
 use octane::Engine;
 
 /// Where scenarios get their databases.
-pub enum Stores {
+pub(crate) enum Stores {
     Sqlite(tempfile::TempDir),
     Postgres(String),
 }
 
 impl Stores {
-    pub fn sqlite() -> anyhow::Result<Stores> {
+    pub(crate) fn sqlite() -> anyhow::Result<Stores> {
         Ok(Stores::Sqlite(tempfile::tempdir_in(
             std::env::current_dir()?,
         )?))
     }
 
-    pub fn postgres(url: String) -> Stores {
+    pub(crate) fn postgres(url: String) -> Stores {
         Stores::Postgres(url)
     }
 
     /// An engine on a database of its own.
-    pub async fn fresh_engine(&self) -> anyhow::Result<Engine> {
+    pub(crate) async fn fresh_engine(&self) -> anyhow::Result<Engine> {
         Ok(Engine::open(&self.fresh_url().await?).await?)
     }
 
@@ -46,7 +46,7 @@ impl Stores {
 
     /// Single-row durable transactions per second, one writer, on the same
     /// disk or server: the physical limit for a sequential loop.
-    pub async fn raw_commits_per_sec(&self, n: u32) -> anyhow::Result<f64> {
+    pub(crate) async fn raw_commits_per_sec(&self, n: u32) -> anyhow::Result<f64> {
         match self {
             Stores::Sqlite(dir) => {
                 let conn = rusqlite::Connection::open(dir.path().join("raw.db"))?;

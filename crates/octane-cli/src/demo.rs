@@ -19,7 +19,7 @@ use tracing_subscriber::Layer;
 
 /// Options of `octane demo`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The SQLite file to use; it is recreated on every run (so the demo
     /// never touches the database `--db` names).
     #[arg(long, default_value = "octane-demo.db")]
@@ -187,7 +187,7 @@ impl<S: tracing::Subscriber> Layer<S> for ReplayPrinter {
     }
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     CRASH_AT.store(args.crash_at, Ordering::SeqCst);
     let filter = tracing_subscriber::filter::Targets::new()
         .with_target("octane::replay", tracing::Level::DEBUG);

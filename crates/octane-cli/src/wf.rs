@@ -9,19 +9,19 @@ use octane::history::{iteration_of, EventKind};
 use octane::{Engine, HistoryEntry, ListFilter, WorkflowId, WorkflowState};
 
 /// Parses a workflow id, naming the bad input.
-pub fn parse_id(s: &str) -> anyhow::Result<WorkflowId> {
+pub(crate) fn parse_id(s: &str) -> anyhow::Result<WorkflowId> {
     s.parse()
         .map_err(|e| anyhow::anyhow!("`{s}` is not a workflow id ({e}); ids look like 0f4c3b9e-…"))
 }
 
 /// `key=value`, for `--tag`.
-pub fn parse_tag(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("`{s}` is not a tag; write key=value"))
 }
 
-pub async fn list(
+pub(crate) async fn list(
     engine: &Engine,
     name: Option<String>,
     tags: Vec<(String, String)>,
@@ -57,7 +57,7 @@ pub async fn list(
     Ok(())
 }
 
-pub async fn show(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
+pub(crate) async fn show(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
     let info = engine.get(id).await?;
     println!("workflow {}  `{}`  {}", info.id, info.name, info.state);
     if !info.tags.is_empty() {
@@ -101,7 +101,7 @@ fn time(ms: i64) -> String {
 /// by depth. A loop's line tells the iteration it is at, its checkpoint, and
 /// how many iterations are forgotten and how many of those are still
 /// stored; its state follows, pretty-printed.
-pub fn render_tree(history: &[HistoryEntry]) -> Vec<String> {
+pub(crate) fn render_tree(history: &[HistoryEntry]) -> Vec<String> {
     let mut lines = Vec::new();
     for entry in history.iter().filter(|h| !h.forgotten) {
         let e = &entry.event;
@@ -187,7 +187,12 @@ fn pretty(json: Option<&str>) -> String {
         .unwrap_or_else(|_| text.to_string())
 }
 
-pub async fn signal(engine: &Engine, id: WorkflowId, name: &str, body: &str) -> anyhow::Result<()> {
+pub(crate) async fn signal(
+    engine: &Engine,
+    id: WorkflowId,
+    name: &str,
+    body: &str,
+) -> anyhow::Result<()> {
     serde_json::from_str::<serde_json::Value>(body)
         .with_context(|| format!("the body of signal `{name}` is not valid JSON"))?;
     engine.signal_json(id, name, body).await?;
@@ -195,20 +200,20 @@ pub async fn signal(engine: &Engine, id: WorkflowId, name: &str, body: &str) -> 
     Ok(())
 }
 
-pub async fn wake(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
+pub(crate) async fn wake(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
     engine.wake(id).await?;
     println!("workflow {id} is runnable again");
     Ok(())
 }
 
-pub async fn cancel(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
+pub(crate) async fn cancel(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
     engine.cancel(id).await?;
     println!("workflow {id} cancelled");
     Ok(())
 }
 
 /// Prunes in batches; on a terminal, a running count shows how far it got.
-pub async fn prune(engine: &Engine, older_than: Duration) -> anyhow::Result<()> {
+pub(crate) async fn prune(engine: &Engine, older_than: Duration) -> anyhow::Result<()> {
     let terminal = std::io::stderr().is_terminal();
     let n = engine
         .prune_with_progress(older_than, |total| {

@@ -31,6 +31,14 @@ pub struct CrashAfter {
     pub signal_before_suspend: Mutex<Option<NewSignal>>,
 }
 
+impl std::fmt::Debug for CrashAfter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrashAfter")
+            .field("crashed", &self.has_crashed())
+            .finish_non_exhaustive()
+    }
+}
+
 impl CrashAfter {
     /// Crashes after the `n`th commit (from 1) for which `matches` holds.
     pub fn new(inner: Arc<dyn Store>, n: u64, matches: Matcher) -> Arc<Self> {

@@ -54,6 +54,14 @@ pub struct Faults {
     pub injected: AtomicU64,
 }
 
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Faults")
+            .field("injected", &self.injected())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Random faults from a seeded generator: each faultable call fails with
 /// probability `p`; half of the failed commits reach the database first
 /// (the caller hears of a failure whose outcome is in fact a success).

@@ -24,6 +24,7 @@ use octane::{Worker, WorkflowInfo, WorkflowState};
 /// A fresh database for one test: a SQLite file in a temporary directory,
 /// or a new schema in the PostgreSQL database `OCTANE_TEST_POSTGRES_URL`
 /// names (dropped afterwards).
+#[derive(Debug)]
 pub struct TestDb {
     pub url: String,
     _dir: Option<tempfile::TempDir>,

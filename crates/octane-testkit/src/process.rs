@@ -37,7 +37,7 @@ pub fn child_db() -> Option<String> {
 
 /// Appends `i` to a log file on every execution, so that executions can be
 /// counted across processes.
-#[derive(Serialize, Deserialize, Clone)]
+#[derive(Debug, Serialize, Deserialize, Clone)]
 pub struct LoggedStep {
     pub log: PathBuf,
     pub i: u64,

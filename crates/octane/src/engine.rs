@@ -45,6 +45,14 @@ pub struct Engine {
     core: Arc<Core>,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("registered", &self.core.registry.names())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Engine {
     /// Opens the database a URL names, migrating its schema:
     /// `sqlite://PATH[?synchronous=normal]` (a file, created if missing) or
@@ -462,6 +470,12 @@ pub struct SignalBuilder<'e, S> {
     signal: S,
 }
 
+impl<S> std::fmt::Debug for SignalBuilder<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalBuilder").finish_non_exhaustive()
+    }
+}
+
 impl<S: Signal> SignalBuilder<'_, S> {
     /// Sends the signal to the workflow with this id. If the workflow is
     /// waiting for it, it is made runnable in the same transaction.
@@ -505,6 +519,15 @@ pub struct Dispatch<'e, W: Workflow> {
     engine: &'e Engine,
     input: W::Input,
     tags: BTreeMap<String, String>,
+}
+
+impl<W: Workflow> std::fmt::Debug for Dispatch<'_, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatch")
+            .field("workflow", &W::NAME)
+            .field("tags", &self.tags)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<W: Workflow> Dispatch<'_, W> {

@@ -16,13 +16,13 @@
 //! #[derive(Serialize, Deserialize)]
 //! struct AddOne { value: u64 }
 //!
-//! impl Activity for AddOne {
+//! impl Activity for AddOne {                 // side effects live in activities
 //!     const NAME: &'static str = "add_one";
 //!     type Output = u64;
 //!     async fn run(&self, _ctx: &ActivityCtx) -> Result<u64> { Ok(self.value + 1) }
 //! }
 //!
-//! struct Counter;
+//! struct Counter;                            // workflows orchestrate, deterministically
 //! impl Workflow for Counter {
 //!     const NAME: &'static str = "counter";
 //!     type Input = u64;
@@ -41,8 +41,8 @@
 //! let worker = engine.worker().concurrency(256).spawn();
 //! let id = engine.dispatch::<Counter>(1_000).tag("tenant", "acme").await?;
 //! let total = engine.wait::<Counter>(id).await?;
-//! assert_eq!(total, 1_000);
 //! worker.shutdown().await;
+//! # assert_eq!(total, 1_000);
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]

@@ -41,18 +41,18 @@ pub(crate) struct MessageBus {
 }
 
 impl MessageBus {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         MessageBus {
             tx: broadcast::channel(4096).0,
         }
     }
 
-    pub fn publish(&self, message: Published) {
+    pub(crate) fn publish(&self, message: Published) {
         // No subscriber is not an error: messages are ephemeral.
         let _ = self.tx.send(Arc::new(message));
     }
 
-    pub fn subscribe<M: Message>(&self, tags: BTreeMap<String, String>) -> Subscription<M> {
+    pub(crate) fn subscribe<M: Message>(&self, tags: BTreeMap<String, String>) -> Subscription<M> {
         Subscription {
             rx: self.tx.subscribe(),
             tags,
@@ -67,6 +67,15 @@ pub struct Subscription<M> {
     rx: broadcast::Receiver<Arc<Published>>,
     tags: BTreeMap<String, String>,
     _type: PhantomData<fn() -> M>,
+}
+
+impl<M: Message> std::fmt::Debug for Subscription<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("message", &M::NAME)
+            .field("tags", &self.tags)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<M: Message> Subscription<M> {

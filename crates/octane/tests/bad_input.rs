@@ -203,7 +203,7 @@ async fn errors_never_show_a_database_password() {
         "postgres://octane:s3cret@127.0.0.1:notaport/octane",
         "postgresql://octane:s3cret@/octane?host=/nonexistent",
     ] {
-        let err = Engine::open(url).await.err().expect("cannot open");
+        let err = Engine::open(url).await.expect_err("cannot open");
         let shown = format!("{err} / {err:?}");
         let shown = format!("{shown} / {:#}", anyhow::Error::from(err));
         assert!(!shown.contains("s3cret"), "{url}: {shown}");
@@ -220,7 +220,6 @@ async fn errors_never_show_a_database_password() {
 async fn an_in_memory_sqlite_url_is_refused() {
     let err = Engine::open("sqlite://:memory:")
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(err.to_string().contains(":memory:"), "{err}");
 }

@@ -32,6 +32,16 @@ pub struct Child<'c, W: Workflow> {
     _type: PhantomData<fn() -> W>,
 }
 
+impl<W: Workflow> std::fmt::Debug for Child<'_, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Child")
+            .field("parent", &self.ctx.workflow_id())
+            .field("workflow", &W::NAME)
+            .field("tags", &self.tags)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<W: Workflow> Child<'_, W> {
     /// Adds a tag to the child.
     pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {

@@ -219,6 +219,14 @@ pub struct SignalDraft<'c, S> {
     signal: S,
 }
 
+impl<S> std::fmt::Debug for SignalDraft<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalDraft")
+            .field("workflow_id", &self.ctx.workflow_id())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'c, S: Signal> SignalDraft<'c, S> {
     /// To the workflow with this id.
     pub fn to(self, id: crate::WorkflowId) -> SignalSend<'c, S> {
@@ -252,6 +260,15 @@ pub struct SignalSend<'c, S> {
     ctx: &'c mut WorkflowCtx,
     signal: S,
     target: SignalTarget,
+}
+
+impl<S> std::fmt::Debug for SignalSend<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalSend")
+            .field("workflow_id", &self.ctx.workflow_id())
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: Signal> SignalSend<'_, S> {

@@ -27,6 +27,15 @@ pub struct MessageSend<'c, M> {
     tags: BTreeMap<String, String>,
 }
 
+impl<M> std::fmt::Debug for MessageSend<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageSend")
+            .field("workflow_id", &self.ctx.workflow_id())
+            .field("tags", &self.tags)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<M: Message> MessageSend<'_, M> {
     /// Tags subscribers filter on.
     pub fn tags<K: Into<String>, V: Into<String>>(

@@ -42,6 +42,15 @@ pub struct WorkflowCtx {
     next_version: Option<u32>,
 }
 
+impl std::fmt::Debug for WorkflowCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkflowCtx")
+            .field("workflow_id", &self.run.workflow_id)
+            .field("branch", self.cursor.branch())
+            .finish_non_exhaustive()
+    }
+}
+
 /// How the history answered a step.
 pub(crate) enum Step {
     Replay(Event),

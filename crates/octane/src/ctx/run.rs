@@ -167,7 +167,7 @@ const READ_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_READ_BACKOFF: Duration = Duration::from_secs(2);
 
 impl RunShared {
-    pub fn new(
+    pub(crate) fn new(
         env: &RunEnv,
         lease: Lease,
         name: &'static str,
@@ -192,19 +192,19 @@ impl RunShared {
     }
 
     /// Records why the run must stop; the first reason wins.
-    pub fn interrupt(&self, i: Interrupt) {
+    pub(crate) fn interrupt(&self, i: Interrupt) {
         let mut slot = self.interrupt.lock().expect("interrupt lock");
         if slot.is_none() {
             *slot = Some(i);
         }
     }
 
-    pub fn take_interrupt(&self) -> Option<Interrupt> {
+    pub(crate) fn take_interrupt(&self) -> Option<Interrupt> {
         self.interrupt.lock().expect("interrupt lock").take()
     }
 
     /// The error a step returns once the run is interrupted.
-    pub fn yield_error(&self, reason: &'static str) -> Error {
+    pub(crate) fn yield_error(&self, reason: &'static str) -> Error {
         Error::Yield {
             workflow_id: self.workflow_id,
             reason,
@@ -213,7 +213,7 @@ impl RunShared {
 
     /// Checked before every step: a step boundary is where a run stops when
     /// it sleeps, is evicted, lost its lease or must be parked.
-    pub fn boundary(&self) -> Result<(), Error> {
+    pub(crate) fn boundary(&self) -> Result<(), Error> {
         if self.interrupt.lock().expect("interrupt lock").is_some() {
             return Err(self.yield_error("the run is stopping"));
         }
@@ -234,7 +234,7 @@ impl RunShared {
     /// Parks the workflow with `error` (one that has a
     /// [failure code](Error::failure_code)), whatever the code does next, and
     /// returns the error for the code.
-    pub fn park(&self, error: Error) -> Error {
+    pub(crate) fn park(&self, error: Error) -> Error {
         self.interrupt(Interrupt::Park {
             error: error.to_string(),
             code: error.failure_code().unwrap_or(FailureCode::Undecodable),
@@ -245,7 +245,7 @@ impl RunShared {
     /// Queues a write that need not be durable before the workflow goes on.
     /// A loop checkpoint replaces one still pending for the same loop;
     /// returns whether it did (no write carried the older one away).
-    pub fn defer(&self, op: WriteOp) -> bool {
+    pub(crate) fn defer(&self, op: WriteOp) -> bool {
         let mut p = self.pipeline.lock().expect("pipeline lock");
         if !is_loop_bookkeeping(&op) {
             p.pending.push(op);
@@ -260,7 +260,7 @@ impl RunShared {
 
     /// Starts flushing pending writes in the background, unless a write is
     /// still in flight (then they wait for the next commit or kick).
-    pub fn kick(&self) {
+    pub(crate) fn kick(&self) {
         let last = {
             let p = self.pipeline.lock().expect("pipeline lock");
             if p.is_empty() {
@@ -288,7 +288,11 @@ impl RunShared {
 
     /// Commits pending writes, `ops` and `transition` in one transaction,
     /// after every earlier write of the run, and waits until it is durable.
-    pub async fn commit(&self, ops: Vec<WriteOp>, transition: Transition) -> Result<(), Error> {
+    pub(crate) async fn commit(
+        &self,
+        ops: Vec<WriteOp>,
+        transition: Transition,
+    ) -> Result<(), Error> {
         let flush = {
             let mut p = self.pipeline.lock().expect("pipeline lock");
             let mut all = p.take();
@@ -303,7 +307,7 @@ impl RunShared {
     /// Records how the run stopped, after every earlier write. A parked
     /// run's pending writes are dropped: the code that made them does not
     /// fit the workflow's history.
-    pub async fn finish(&self, transition: Transition) -> Result<(), Error> {
+    pub(crate) async fn finish(&self, transition: Transition) -> Result<(), Error> {
         if matches!(transition, Transition::Park { .. }) {
             let mut p = self.pipeline.lock().expect("pipeline lock");
             p.take();
@@ -379,7 +383,7 @@ impl RunShared {
     ///
     /// # Errors
     /// As [`RunShared::read`].
-    pub async fn pending_signals(
+    pub(crate) async fn pending_signals(
         &self,
         names: &[String],
         limit: usize,
@@ -397,7 +401,7 @@ impl RunShared {
     ///
     /// # Errors
     /// As [`RunShared::read`].
-    pub async fn resolve_target(&self, target: &SignalTarget) -> Result<Delivery, Error> {
+    pub(crate) async fn resolve_target(&self, target: &SignalTarget) -> Result<Delivery, Error> {
         self.settle_for_reads().await?;
         self.read("a signal's recipient", |store| {
             let target = target.clone();
@@ -411,7 +415,7 @@ impl RunShared {
     ///
     /// # Errors
     /// As [`RunShared::read`].
-    pub async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, Error> {
+    pub(crate) async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, Error> {
         self.settle_for_reads().await?;
         self.read("a child workflow", |store| async move {
             store.catalog().get(id).await

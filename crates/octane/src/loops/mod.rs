@@ -73,6 +73,16 @@ pub struct Repeat<'c, S> {
     retain: u64,
 }
 
+impl<S> std::fmt::Debug for Repeat<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repeat")
+            .field("workflow_id", &self.ctx.workflow_id())
+            .field("commit_every", &self.commit_every)
+            .field("retain", &self.retain)
+            .finish_non_exhaustive()
+    }
+}
+
 impl WorkflowCtx {
     /// Starts a durable loop over `state`; see the [module docs](crate::loops)
     /// for what `commit_every` and `retain` trade.

@@ -39,7 +39,7 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
         let runnable = Arc::new(Notify::new());
         store.watch_runnable(runnable.clone());
         Core {
@@ -58,14 +58,14 @@ impl Core {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.env.store
     }
 
     /// Deletes workflows that finished more than `older_than` ago, in
     /// batches; `progress` gets the running total after each batch that
     /// deleted something.
-    pub async fn prune(
+    pub(crate) async fn prune(
         &self,
         older_than: Duration,
         mut progress: impl FnMut(u64),

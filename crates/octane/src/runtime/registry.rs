@@ -32,7 +32,7 @@ pub(crate) struct Registered {
 pub(crate) struct Registry(HashMap<&'static str, Registered>);
 
 impl Registry {
-    pub fn insert<W: Workflow>(&mut self) {
+    pub(crate) fn insert<W: Workflow>(&mut self) {
         self.0.insert(
             W::NAME,
             Registered {
@@ -43,12 +43,12 @@ impl Registry {
         );
     }
 
-    pub fn get(&self, name: &str) -> Option<Registered> {
+    pub(crate) fn get(&self, name: &str) -> Option<Registered> {
         self.0.get(name).copied()
     }
 
     /// The registered names, sorted.
-    pub fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.0.keys().map(|n| n.to_string()).collect();
         names.sort();
         names

@@ -163,6 +163,7 @@ pub fn mask_password(url: &str) -> String {
     }
 }
 
+#[cfg(feature = "sqlite")]
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode as C;
@@ -195,6 +196,7 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         use tokio_postgres::error::SqlState;
@@ -228,6 +230,7 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {
@@ -271,6 +274,7 @@ mod tests {
         assert_eq!(chain, "the database is unavailable: connection refused");
     }
 
+    #[cfg(feature = "sqlite")]
     #[test]
     fn sqlite_errors_are_classified_by_what_to_do() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();

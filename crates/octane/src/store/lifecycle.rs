@@ -167,14 +167,16 @@ const fn keeps_result(release_lease: bool) -> Change {
 impl Change {
     /// Whether workers elsewhere should hear of this change: it leaves the
     /// workflow runnable now, or at a deadline they may need to wake for.
-    pub fn concerns_workers(&self, values: &Values<'_>) -> bool {
+    /// (Only a store shared by processes tells them.)
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(super) fn concerns_workers(&self, values: &Values<'_>) -> bool {
         self.state == WorkflowState::Pending
             || (self.state == WorkflowState::Sleeping && values.wake_at.is_some())
     }
 
     /// The `SET` list of an `UPDATE workflows` making this change, with
     /// `placeholder` called for each value to bind, in order.
-    pub fn set_clause(&self, mut placeholder: impl FnMut(Param) -> String) -> String {
+    pub(super) fn set_clause(&self, mut placeholder: impl FnMut(Param) -> String) -> String {
         let mut sets = vec![format!("state = '{}'", self.state.as_str())];
         for (column, set) in [
             ("wake_at", self.wake_at),
@@ -212,7 +214,7 @@ pub(crate) struct Values<'a> {
 
 impl<'a> Values<'a> {
     /// The values of a commit's transition.
-    pub fn of_transition(t: &'a Transition, now: i64) -> Result<Self, StoreError> {
+    pub(super) fn of_transition(t: &'a Transition, now: i64) -> Result<Self, StoreError> {
         let mut v = Values {
             now,
             ..Values::default()
@@ -241,7 +243,7 @@ impl<'a> Values<'a> {
     }
 
     /// Only the clock: what a wake-up binds.
-    pub fn at(now: i64) -> Self {
+    pub(super) fn at(now: i64) -> Self {
         Values {
             now,
             ..Values::default()
@@ -249,7 +251,7 @@ impl<'a> Values<'a> {
     }
 
     /// The values of an operator's control.
-    pub fn of_control(control: Control, now: i64) -> Self {
+    pub(super) fn of_control(control: Control, now: i64) -> Self {
         Values {
             now,
             error: matches!(control, Control::Cancel).then_some("cancelled"),

@@ -8,11 +8,27 @@
 //! Every history write goes through [`Store::commit`], which checks the
 //! caller's lease epoch in the same transaction as the write (fencing): a
 //! worker that lost its lease can never write again.
+//!
+//! This module is public for wrappers and tools, but it is the engine's
+//! seam, not its API: it may change in any release (semver-exempt).
+
+// What the stores write is persisted: no cast may lose or reinterpret bits
+// silently there.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("Octane needs a store: enable the `sqlite` feature, the `postgres` one, or both");
 
 mod codec;
 mod error;
 mod lifecycle;
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod types;
 
@@ -127,16 +143,33 @@ pub trait Catalog: Send + Sync {
 /// otherwise. No message shows the URL's password.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
         return Ok(std::sync::Arc::new(
             postgres::PostgresStore::open(url).await?,
         ));
+        #[cfg(not(feature = "postgres"))]
+        return Err(StoreError::bad_url(
+            url,
+            "this build of Octane has no PostgreSQL store (the `postgres` feature)",
+        ));
     }
     if let Some(rest) = url.strip_prefix("sqlite://") {
-        let options =
-            sqlite::Options::from_url_rest(rest).map_err(|e| StoreError::bad_url(url, e))?;
-        return Ok(std::sync::Arc::new(
-            sqlite::SqliteStore::open(options).await?,
-        ));
+        #[cfg(feature = "sqlite")]
+        {
+            let options =
+                sqlite::Options::from_url_rest(rest).map_err(|e| StoreError::bad_url(url, e))?;
+            return Ok(std::sync::Arc::new(
+                sqlite::SqliteStore::open(options).await?,
+            ));
+        }
+        #[cfg(not(feature = "sqlite"))]
+        {
+            let _ = rest;
+            return Err(StoreError::bad_url(
+                url,
+                "this build of Octane has no SQLite store (the `sqlite` feature)",
+            ));
+        }
     }
     Err(StoreError::bad_url(
         url,

@@ -23,7 +23,7 @@ impl Leases {
     /// Records a lease just claimed. If the worker already held the
     /// workflow (its own lease lapsed and it won the workflow back), the old
     /// run is fenced off already and is told to stop too.
-    pub fn hold(self: &Arc<Self>, lease: Lease) -> LeaseGuard {
+    pub(super) fn hold(self: &Arc<Self>, lease: Lease) -> LeaseGuard {
         let lost = CancellationToken::new();
         let held = Held {
             lease: lease.clone(),
@@ -41,14 +41,14 @@ impl Leases {
     }
 
     /// Every lease held now.
-    pub fn snapshot(&self) -> Vec<Lease> {
+    pub(super) fn snapshot(&self) -> Vec<Lease> {
         self.lock().values().map(|h| h.lease.clone()).collect()
     }
 
     /// Stops the run holding `lease`, if it is still that run: the worker
     /// may have claimed the workflow again since, and that newer run holds
     /// a valid lease. Returns whether a run was stopped.
-    pub fn lose(&self, lease: &Lease) -> bool {
+    pub(super) fn lose(&self, lease: &Lease) -> bool {
         match self.lock().get(&lease.workflow_id) {
             Some(h) if h.lease.epoch == lease.epoch => {
                 h.lost.cancel();
@@ -58,7 +58,7 @@ impl Leases {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.lock().len()
     }
 
@@ -75,12 +75,12 @@ pub(super) struct LeaseGuard {
 }
 
 impl LeaseGuard {
-    pub fn lease(&self) -> &Lease {
+    pub(super) fn lease(&self) -> &Lease {
         &self.lease
     }
 
     /// Cancelled when the heartbeat finds the lease gone.
-    pub fn lost(&self) -> CancellationToken {
+    pub(super) fn lost(&self) -> CancellationToken {
         self.lost.clone()
     }
 }

@@ -34,6 +34,16 @@ pub struct WorkerBuilder {
     poll_interval: Duration,
 }
 
+impl std::fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerBuilder")
+            .field("concurrency", &self.concurrency)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
 impl WorkerBuilder {
     pub(crate) fn new(core: Arc<Core>) -> Self {
         WorkerBuilder {
@@ -107,6 +117,15 @@ struct WorkerShared {
 pub struct Worker {
     shared: Arc<WorkerShared>,
     task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.shared.id)
+            .field("running", &self.running())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Worker {

@@ -9,7 +9,7 @@ use super::Step;
 
 /// What `CountingLoop` does.
 #[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct Counting {
+pub(crate) struct Counting {
     /// Counter key prefix; iteration `i`'s activity counts under `{key}/{i}`.
     pub key: String,
     /// Iterations before `Break`.
@@ -21,7 +21,7 @@ pub struct Counting {
 }
 
 impl Counting {
-    pub fn new(key: &str, iterations: u64, commit_every: u64) -> Self {
+    pub(crate) fn new(key: &str, iterations: u64, commit_every: u64) -> Self {
         Counting {
             key: key.to_string(),
             iterations,
@@ -32,14 +32,14 @@ impl Counting {
     }
 
     /// The output of an uninterrupted run.
-    pub fn expected(&self) -> u64 {
+    pub(crate) fn expected(&self) -> u64 {
         (0..self.iterations)
             .filter(|i| i % self.active_every == 0)
             .sum()
     }
 
     /// The counter keys of every activity the loop runs.
-    pub fn activity_keys(&self) -> Vec<String> {
+    pub(crate) fn activity_keys(&self) -> Vec<String> {
         (0..self.iterations)
             .filter(|i| i % self.active_every == 0)
             .map(|i| format!("{}/{i}", self.key))
@@ -48,7 +48,7 @@ impl Counting {
 }
 
 /// Sums `i` over its iterations, one activity per active iteration.
-pub struct CountingLoop;
+pub(crate) struct CountingLoop;
 
 impl Workflow for CountingLoop {
     const NAME: &'static str = "counting_loop";
@@ -85,13 +85,13 @@ impl Workflow for CountingLoop {
 
 /// The location of a workflow's first root step (where a top-level loop
 /// sits).
-pub fn first_step() -> Location {
+pub(crate) fn first_step() -> Location {
     Location::root().child(Coordinate::new(1))
 }
 
 /// The iterations of the loop at `loop_location` that have events in the
 /// active (not forgotten) history.
-pub async fn active_iterations(
+pub(crate) async fn active_iterations(
     engine: &Engine,
     id: WorkflowId,
     loop_location: &Location,

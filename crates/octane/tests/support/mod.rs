@@ -1,7 +1,7 @@
 //! The behaviour tests' support: Octane's test kit, and the loop workflows
 //! several tests share.
 
-pub use octane_testkit::*;
+pub(crate) use octane_testkit::*;
 
 #[allow(dead_code)]
-pub mod loops;
+pub(crate) mod loops;

@@ -63,6 +63,12 @@ pub struct PostgresStore {
     listener: tokio::task::JoinHandle<()>,
 }
 
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.listener.abort();

@@ -123,6 +123,14 @@ pub struct SqliteStore {
     readers: Arc<ReaderPool>,
 }
 
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.readers.options.path)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Prepared statements kept per connection: room for every statement of
 /// the hot paths (commits, claims, history loads, the group's own control
 /// statements), so none of them is parsed twice.
