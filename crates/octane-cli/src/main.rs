@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use octane::{Engine, WorkflowState};
+use octane::{Engine, FailureCode, ListFilter, WorkflowState};
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +58,11 @@ enum Wf {
         /// Only this state (pending, running, sleeping, completed, failed, cancelled, parked).
         #[arg(long)]
         state: Option<WorkflowState>,
+        /// Only workflows parked with this code (history_diverged,
+        /// corrupt_history, corrupt_row, invalid_input, panic, undecodable,
+        /// state_too_large, write_rejected).
+        #[arg(long)]
+        code: Option<FailureCode>,
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -111,9 +116,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     name,
                     tags,
                     state,
+                    code,
                     limit,
                     json,
-                } => wf::list(&engine, name, tags, state, limit, json).await,
+                } => {
+                    let filter = ListFilter {
+                        name,
+                        state,
+                        code,
+                        tags: tags.into_iter().collect(),
+                        limit: Some(limit),
+                    };
+                    wf::list(&engine, filter, json).await
+                }
                 Wf::Show { id } => wf::show(&engine, wf::parse_id(&id)?).await,
                 Wf::Signal { id, name, body } => {
                     wf::signal(&engine, wf::parse_id(&id)?, &name, &body).await

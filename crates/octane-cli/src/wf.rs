@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use octane::history::{iteration_of, EventKind};
-use octane::{Engine, HistoryEntry, ListFilter, WorkflowId, WorkflowState};
+use octane::{Engine, HistoryEntry, ListFilter, WorkflowId};
 
 /// Parses a workflow id, naming the bad input.
 pub(crate) fn parse_id(s: &str) -> anyhow::Result<WorkflowId> {
@@ -21,31 +21,25 @@ pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}` is not a tag; write key=value"))
 }
 
-pub(crate) async fn list(
-    engine: &Engine,
-    name: Option<String>,
-    tags: Vec<(String, String)>,
-    state: Option<WorkflowState>,
-    limit: usize,
-    json: bool,
-) -> anyhow::Result<()> {
-    let mut filter = ListFilter::default().limit(limit);
-    filter.name = name;
-    filter.state = state;
-    filter.tags = tags.into_iter().collect();
+pub(crate) async fn list(engine: &Engine, filter: ListFilter, json: bool) -> anyhow::Result<()> {
     let workflows = engine.list(filter).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&workflows)?);
         return Ok(());
     }
-    println!("{:<36}  {:<20}  {:<9}  tags", "id", "name", "state");
+    println!(
+        "{:<36}  {:<20}  {:<9}  {:<16}  tags",
+        "id", "name", "state", "code"
+    );
     for w in &workflows {
         let tags: Vec<String> = w.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let code = w.code.map(|c| c.as_str()).unwrap_or("-");
         println!(
-            "{:<36}  {:<20}  {:<9}  {}",
+            "{:<36}  {:<20}  {:<9}  {:<16}  {}",
             w.id,
             w.name,
             w.state,
+            code,
             tags.join(",")
         );
     }
@@ -67,6 +61,9 @@ pub(crate) async fn show(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> 
     println!("input     {}", info.input);
     if let Some(out) = &info.output {
         println!("output    {out}");
+    }
+    if let Some(code) = info.code {
+        println!("code      {code}");
     }
     if let Some(err) = &info.error {
         println!("error     {err}");

@@ -261,6 +261,23 @@ async fn wake_revives_a_workflow_parked_on_a_diverged_history_after_the_fix(db: 
     let worker = fast_worker(&broken);
     wait_state(&broken, id, WorkflowState::Parked).await;
     worker.shutdown().await;
+    let parked = stdout(&octane(
+        &db.url,
+        &[
+            "wf",
+            "list",
+            "--state",
+            "parked",
+            "--code",
+            "history_diverged",
+        ],
+    ));
+    assert!(
+        parked.contains(&id.to_string()) && parked.contains("history_diverged"),
+        "{parked}"
+    );
+    let none = stdout(&octane(&db.url, &["wf", "list", "--code", "panic"]));
+    assert!(!none.contains(&id.to_string()), "{none}");
     let shown = stdout(&octane(&db.url, &["wf", "show", &id.to_string()]));
     assert!(shown.contains(HISTORY_DIVERGED), "{shown}");
 

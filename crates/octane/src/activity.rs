@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::history::Location;
-use crate::WorkflowId;
+use crate::store::WorkflowId;
 
 /// A step with side effects, run at most once per successful record.
 ///

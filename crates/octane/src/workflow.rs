@@ -5,7 +5,7 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::WorkflowCtx;
+use crate::ctx::WorkflowCtx;
 
 /// A durable workflow.
 ///

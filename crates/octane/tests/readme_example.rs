@@ -4,7 +4,10 @@
 #[test]
 fn the_readme_example_is_the_compiled_doc_example() {
     let readme = include_str!("../../../README.md");
-    let start = readme.find("```rust\n").expect("a rust block in the README") + 8;
+    let start = readme
+        .find("```rust\n")
+        .expect("a rust block in the README")
+        + 8;
     let end = start + readme[start..].find("```").expect("the block ends");
     let shown: Vec<&str> = readme[start..end].lines().collect();
 
@@ -18,5 +21,8 @@ fn the_readme_example_is_the_compiled_doc_example() {
         .take_while(|l| !l.starts_with("```"))
         .filter(|l| !l.starts_with("# "))
         .collect();
-    assert_eq!(shown, doc, "README.md and the doc example of src/lib.rs differ");
+    assert_eq!(
+        shown, doc,
+        "README.md and the doc example of src/lib.rs differ"
+    );
 }

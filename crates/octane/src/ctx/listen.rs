@@ -10,7 +10,7 @@ use crate::clock::{duration_ms, now_ms};
 use crate::error::{delivery_result, Error};
 use crate::history::{input_hash, Event, EventKind, Location};
 use crate::signal::{Listen, Signal};
-use crate::store::{Delivery, NewSignal, SignalTarget, Suspend, Transition, WriteOp};
+use crate::store::{Delivery, NewSignal, SignalTarget, Suspend, Transition, WorkflowId, WriteOp};
 
 /// How a listen step waits: part of its identity in history, so that code
 /// changed from one way to another replays as a divergence.
@@ -229,7 +229,7 @@ impl<S> std::fmt::Debug for SignalDraft<'_, S> {
 
 impl<'c, S: Signal> SignalDraft<'c, S> {
     /// To the workflow with this id.
-    pub fn to(self, id: crate::WorkflowId) -> SignalSend<'c, S> {
+    pub fn to(self, id: WorkflowId) -> SignalSend<'c, S> {
         SignalSend {
             ctx: self.ctx,
             signal: self.signal,

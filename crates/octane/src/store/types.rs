@@ -177,9 +177,9 @@ impl fmt::Display for FailureCode {
 impl FromStr for FailureCode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // `OCTANE-DIVERGED` is how rows written before the codes had one
-        // spelling name a diverged history.
-        if s == crate::error::HISTORY_DIVERGED {
+        // How rows written before the codes had one spelling name a
+        // diverged history (the code its error message carries).
+        if s == "OCTANE-DIVERGED" {
             return Ok(FailureCode::HistoryDiverged);
         }
         FailureCode::ALL
@@ -435,6 +435,9 @@ pub struct ListFilter {
     pub name: Option<String>,
     /// Only this state.
     pub state: Option<WorkflowState>,
+    /// Only workflows the engine parked (or, for rows written by older
+    /// versions, failed) with this code.
+    pub code: Option<FailureCode>,
     /// Only workflows carrying all these tags.
     pub tags: BTreeMap<String, String>,
     /// At most this many (default 100).
@@ -451,6 +454,12 @@ impl ListFilter {
     /// Filter by state.
     pub fn state(mut self, state: WorkflowState) -> Self {
         self.state = Some(state);
+        self
+    }
+
+    /// Filter by failure code.
+    pub fn code(mut self, code: FailureCode) -> Self {
+        self.code = Some(code);
         self
     }
 
@@ -474,4 +483,21 @@ pub enum Control {
     Cancel,
     /// Make a parked or sleeping workflow runnable now.
     Wake,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureCode;
+
+    #[test]
+    fn failure_codes_read_back_and_the_old_spelling_of_divergence_too() {
+        for code in FailureCode::ALL {
+            assert_eq!(code.as_str().parse::<FailureCode>(), Ok(code));
+        }
+        assert_eq!(
+            crate::error::HISTORY_DIVERGED.parse::<FailureCode>(),
+            Ok(FailureCode::HistoryDiverged)
+        );
+        assert!("nonsense".parse::<FailureCode>().is_err());
+    }
 }

@@ -64,20 +64,24 @@ pub(super) async fn list(
     let n = i64::try_from(filter.tags.len()).unwrap_or(i64::MAX);
     let limit = i64::try_from(filter.limit.unwrap_or(100)).unwrap_or(i64::MAX);
     let state = filter.state.map(|s| s.as_str());
+    let code = filter.code.map(|c| c.as_str());
     let stmt = tx
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM workflows w
              WHERE ($1::text IS NULL OR name = $1) AND ($2::text IS NULL OR state = $2)
-               AND {}
+               AND ($7::text IS NULL OR error_code = $7) AND {}
              ORDER BY created_at DESC, id LIMIT $6",
             has_all_tags(3)
         ))
         .await?;
-    tx.query(&stmt, &[&filter.name, &state, &keys, &values, &n, &limit])
-        .await?
-        .iter()
-        .map(decode)
-        .collect()
+    tx.query(
+        &stmt,
+        &[&filter.name, &state, &keys, &values, &n, &limit, &code],
+    )
+    .await?
+    .iter()
+    .map(decode)
+    .collect()
 }
 
 /// Applies a commit's transition, as the lifecycle table says; the lease was

@@ -60,6 +60,10 @@ pub(super) fn list(
         params.push(state.as_str().to_string());
         sql.push_str(&format!(" AND state = ?{}", params.len()));
     }
+    if let Some(code) = filter.code {
+        params.push(code.as_str().to_string());
+        sql.push_str(&format!(" AND error_code = ?{}", params.len()));
+    }
     push_tag_filter(&mut sql, &mut params, &filter.tags);
     sql.push_str(&format!(
         " ORDER BY created_at DESC, id LIMIT {}",
