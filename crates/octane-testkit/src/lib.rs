@@ -336,3 +336,26 @@ impl Activity for Step {
         Ok(self.value)
     }
 }
+
+/// A workflow of `N` [`Step`]s one after the other: step `i` counts under
+/// `{key}/{i}` and returns `i`; the workflow returns their sum.
+#[derive(Debug)]
+pub struct Steps<const N: u64>;
+
+impl<const N: u64> Workflow for Steps<N> {
+    const NAME: &'static str = "steps";
+    type Input = String;
+    type Output = u64;
+    async fn run(ctx: &mut WorkflowCtx, key: &String) -> Result<u64> {
+        let mut total = 0;
+        for i in 1..=N {
+            total += ctx
+                .activity(Step {
+                    key: format!("{key}/{i}"),
+                    value: i,
+                })
+                .await?;
+        }
+        Ok(total)
+    }
+}

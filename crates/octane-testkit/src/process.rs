@@ -47,14 +47,19 @@ impl Activity for LoggedStep {
     const NAME: &'static str = "logged_step";
     type Output = u64;
     async fn run(&self, _ctx: &ActivityCtx) -> Result<u64> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        writeln!(f, "{}", self.i)?;
+        log_execution(&self.log, self.i)?;
         tokio::time::sleep(Duration::from_millis(1)).await;
         Ok(self.i)
     }
+}
+
+/// Appends `i` to the log at `log`, as one execution of step `i`.
+pub fn log_execution(log: &Path, i: u64) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    writeln!(f, "{i}")
 }
 
 /// How many times each `i` was logged.

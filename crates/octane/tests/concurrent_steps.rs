@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use octane::prelude::*;
 use support::crash::{activity_commits, run_until_crash, CrashAfter};
-use support::process::{child_db, executions as logged, spawn_child};
+use support::process::{child_db, executions as logged, log_execution, spawn_child};
 use support::{count, eventually, executions, fast_worker, unique, wait_output, Step, TestDb};
 
 /// Sleeps `ms` before returning `value`, so later tuple members can finish
@@ -184,12 +184,7 @@ impl Activity for SlowLogged {
     const NAME: &'static str = "slow_logged";
     type Output = u64;
     async fn run(&self, _ctx: &ActivityCtx) -> Result<u64> {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        writeln!(f, "{}", self.i)?;
+        log_execution(&self.log, self.i)?;
         tokio::time::sleep(Duration::from_millis(self.ms)).await;
         Ok(self.i)
     }

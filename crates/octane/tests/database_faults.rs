@@ -226,24 +226,7 @@ async fn a_panic_inside_the_store_does_not_strand_the_workflow(db: TestDb) {
     worker.shutdown().await;
 }
 
-struct Steps3;
-impl Workflow for Steps3 {
-    const NAME: &'static str = "steps3";
-    type Input = String;
-    type Output = u64;
-    async fn run(ctx: &mut WorkflowCtx, key: &String) -> Result<u64> {
-        let mut total = 0;
-        for i in 1..=3 {
-            total += ctx
-                .activity(Step {
-                    key: format!("{key}/{i}"),
-                    value: i,
-                })
-                .await?;
-        }
-        Ok(total)
-    }
-}
+type Steps3 = support::Steps<3>;
 
 /// Races an activity against a timeout shorter than its commit, then idles
 /// (outside any step) while the test looks at the database.

@@ -10,24 +10,7 @@ use octane::prelude::*;
 use support::crash::{activity_commits, run_until_crash, CrashAfter};
 use support::{count, eventually, executions, fast_worker, unique, wait_output, Step, TestDb};
 
-struct FourSteps;
-impl Workflow for FourSteps {
-    const NAME: &'static str = "four_steps";
-    type Input = String;
-    type Output = u64;
-    async fn run(ctx: &mut WorkflowCtx, key: &String) -> Result<u64> {
-        let mut total = 0;
-        for i in 1..=4 {
-            total += ctx
-                .activity(Step {
-                    key: format!("{key}/{i}"),
-                    value: i,
-                })
-                .await?;
-        }
-        Ok(total)
-    }
-}
+type FourSteps = support::Steps<4>;
 
 async fn crash_after_each_commit_resumes_without_rerunning(db: TestDb) {
     for crash_at in 1..=3 {
