@@ -36,8 +36,8 @@ use async_trait::async_trait;
 
 pub use types::{
     Batch, ClaimRequest, Claimed, ClaimedWorkflow, Control, Delivery, FailureCode, Lease,
-    ListFilter, NewSignal, NewWorkflow, PendingSignal, SignalTarget, Suspend, Transition,
-    WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
+    ListFilter, Liveness, NewSignal, NewWorkflow, PendingSignal, SignalTarget, Suspend, Transition,
+    WorkerRecord, WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
 };
 
 pub use error::{mask_password, Cause, StoreError};
@@ -80,6 +80,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// The rest of the store: clients', operators' and steps' calls.
     fn catalog(&self) -> &dyn Catalog;
+
+    /// Records `worker` as alive for as long as the returned guard lives.
+    /// Stores that cannot tell a dead worker from a live one return `None`:
+    /// their workers' workflows are taken over when the leases expire.
+    async fn register_worker(
+        &self,
+        worker: WorkerRecord,
+    ) -> Result<Option<Box<dyn Liveness>>, StoreError> {
+        let _ = worker;
+        Ok(None)
+    }
+
+    /// Ends at once the leases held by registered workers other than `me`
+    /// whose liveness is gone (their process died); returns how many
+    /// workflows became claimable. A worker that is alive but slow or cut
+    /// off keeps its leases until they expire.
+    async fn reap_dead_workers(&self, me: uuid::Uuid, now: i64) -> Result<u64, StoreError> {
+        let _ = (me, now);
+        Ok(0)
+    }
 
     /// Asks the store to tell `notify` whenever it learns that another
     /// process made a workflow runnable. Stores without such a channel rely

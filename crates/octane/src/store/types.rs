@@ -260,6 +260,24 @@ pub struct ClaimRequest {
     pub expires_at: i64,
 }
 
+/// A worker as the store records it while it lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerRecord {
+    /// The worker's id (the lease owner it writes).
+    pub id: uuid::Uuid,
+    /// The machine it runs on.
+    pub host: String,
+    /// Its process id there.
+    pub pid: u32,
+    /// When it started (ms since the epoch).
+    pub started_at: i64,
+}
+
+/// Proof that a worker is alive, held for its lifetime: a lock that the
+/// operating system or the database server releases when the process dies.
+/// Dropping it ends the worker's liveness.
+pub trait Liveness: Send + Sync + std::fmt::Debug {}
+
 /// A leased workflow, ready to run.
 #[derive(Clone, Debug)]
 pub struct ClaimedWorkflow {

@@ -36,6 +36,7 @@ mod migrate;
 mod rows;
 mod schema;
 mod signals;
+mod workers;
 mod workflows;
 
 use std::sync::{Arc, Mutex};
@@ -52,6 +53,7 @@ use super::{
     NewWorkflow, PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo,
     WorkflowState,
 };
+use super::{Liveness, WorkerRecord};
 use crate::history::Event;
 
 const CHANNEL: &str = "octane_runnable";
@@ -59,6 +61,7 @@ const CHANNEL: &str = "octane_runnable";
 /// The PostgreSQL [`Store`].
 pub struct PostgresStore {
     pool: Pool,
+    config: tokio_postgres::Config,
     watchers: Arc<Mutex<Vec<Arc<Notify>>>>,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -114,9 +117,10 @@ impl PostgresStore {
         migrate::migrate(&mut client).await?;
         drop(client);
         let watchers: Arc<Mutex<Vec<Arc<Notify>>>> = Arc::default();
-        let listener = tokio::spawn(listen(config, watchers.clone()));
+        let listener = tokio::spawn(listen(config.clone(), watchers.clone()));
         Ok(PostgresStore {
             pool,
+            config,
             watchers,
             listener,
         })
@@ -203,6 +207,32 @@ impl Store for PostgresStore {
 
     fn catalog(&self) -> &dyn Catalog {
         self
+    }
+
+    async fn register_worker(
+        &self,
+        worker: WorkerRecord,
+    ) -> Result<Option<Box<dyn Liveness>>, StoreError> {
+        let session = workers::lock(&self.config, &worker).await?;
+        let registered: Result<(), StoreError> =
+            in_tx!(self, tx => workers::register(&tx, &worker).await?);
+        registered?;
+        Ok(Some(Box::new(session)))
+    }
+
+    async fn reap_dead_workers(&self, me: uuid::Uuid, now: i64) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let mut gone = Vec::new();
+        for id in workers::lease_holders(&client, &me.to_string(), now).await? {
+            if workers::is_gone(&client, &id).await? {
+                gone.push(id);
+            }
+        }
+        drop(client);
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        in_tx!(self, tx => workers::reap(&tx, &gone, now).await?)
     }
 
     fn watch_runnable(&self, notify: Arc<Notify>) {

@@ -37,6 +37,7 @@ mod migrate;
 mod rows;
 mod schema;
 mod signals;
+mod workers;
 mod workflows;
 mod writer;
 
@@ -54,6 +55,7 @@ use super::{
     NewWorkflow, PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo,
     WorkflowState,
 };
+use super::{Liveness, WorkerRecord};
 use crate::history::Event;
 use writer::Writer;
 
@@ -267,6 +269,35 @@ impl Store for SqliteStore {
 
     fn catalog(&self) -> &dyn Catalog {
         self
+    }
+
+    async fn register_worker(
+        &self,
+        worker: WorkerRecord,
+    ) -> Result<Option<Box<dyn Liveness>>, StoreError> {
+        let lock = workers::lock(&workers::lock_dir(&self.readers.options.path), &worker)?;
+        self.writer
+            .write(move |c| workers::register(c, &worker))
+            .await?;
+        Ok(Some(Box::new(lock)))
+    }
+
+    async fn reap_dead_workers(&self, me: uuid::Uuid, now: i64) -> Result<u64, StoreError> {
+        let me = me.to_string();
+        let holders = self
+            .read(move |c| workers::lease_holders(c, &me, now))
+            .await?;
+        let dir = workers::lock_dir(&self.readers.options.path);
+        let gone: Vec<String> = holders
+            .into_iter()
+            .filter(|id| workers::is_gone(&dir, id))
+            .collect();
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        self.writer
+            .write(move |c| workers::reap(c, &gone, now))
+            .await
     }
 }
 

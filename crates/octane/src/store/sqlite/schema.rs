@@ -85,4 +85,17 @@ CREATE INDEX workflows_finished ON workflows (updated_at)
 CREATE INDEX workflow_tags_by_workflow ON workflow_tags (workflow_id);
 "#,
     ),
+    (
+        4,
+        r#"
+-- Workers alive now (each also holds a lock file while it lives): whose
+-- leases may be ended at once when the lock is free.
+CREATE TABLE workers (
+    id         TEXT PRIMARY KEY,
+    host       TEXT    NOT NULL,
+    pid        INTEGER NOT NULL,
+    started_at INTEGER NOT NULL
+);
+"#,
+    ),
 ];

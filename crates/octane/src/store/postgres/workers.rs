@@ -1,0 +1,118 @@
+//! Worker liveness across machines: each worker holds a session-level
+//! advisory lock, on a connection it keeps for its lifetime, and has a row
+//! in `workers`. The server releases the lock when that session ends — the
+//! process died, or its connection is gone — so a lock another session can
+//! take names a dead worker. A paused process keeps its session and its
+//! lock; a database without advisory locks falls back to lease expiry.
+
+use deadpool_postgres::{Object, Transaction};
+use tokio_postgres::NoTls;
+
+use crate::store::{Liveness, StoreError, WorkerRecord};
+
+/// A live worker's session; dropping it closes the session, which releases
+/// the lock.
+#[derive(Debug)]
+pub(super) struct Session {
+    _client: tokio_postgres::Client,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Liveness for Session {}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+/// The advisory lock key of a worker: the first 64 bits of its id.
+fn key(id: &uuid::Uuid) -> i64 {
+    let b = id.as_bytes();
+    i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// Opens the worker's own session and takes its lock there.
+pub(super) async fn lock(
+    config: &tokio_postgres::Config,
+    worker: &WorkerRecord,
+) -> Result<Session, StoreError> {
+    let (client, connection) = config.connect(NoTls).await?;
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&key(&worker.id)])
+        .await?;
+    Ok(Session {
+        _client: client,
+        connection,
+    })
+}
+
+pub(super) async fn register(tx: &Transaction<'_>, w: &WorkerRecord) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO workers (id, host, pid, started_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid,
+           started_at = EXCLUDED.started_at",
+        &[&w.id.to_string(), &w.host, &i64::from(w.pid), &w.started_at],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Registered workers other than `me` that hold leases still running.
+pub(super) async fn lease_holders(
+    client: &Object,
+    me: &str,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT id FROM workers WHERE id <> $1 AND EXISTS (
+                 SELECT 1 FROM workflows WHERE lease_owner = workers.id
+                 AND state = 'running' AND lease_expires > $2)",
+            &[&me, &now],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(StoreError::from))
+        .collect()
+}
+
+/// Whether the registered worker `id` is gone: its lock can be taken (by
+/// this session, which lets go of it again at once).
+pub(super) async fn is_gone(client: &Object, id: &str) -> Result<bool, StoreError> {
+    let Ok(id) = id.parse::<uuid::Uuid>() else {
+        return Ok(false);
+    };
+    let taken: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key(&id)])
+        .await?
+        .try_get(0)?;
+    if taken {
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&key(&id)])
+            .await?;
+    }
+    Ok(taken)
+}
+
+/// Ends the leases of the dead workers `ids` now and forgets them; returns
+/// how many workflows became claimable.
+pub(super) async fn reap(
+    tx: &Transaction<'_>,
+    ids: &[String],
+    now: i64,
+) -> Result<u64, StoreError> {
+    let freed = tx
+        .execute(
+            "UPDATE workflows SET lease_expires = $2
+             WHERE lease_owner = ANY($1) AND state = 'running' AND lease_expires > $2",
+            &[&ids, &now],
+        )
+        .await?;
+    tx.execute("DELETE FROM workers WHERE id = ANY($1)", &[&ids])
+        .await?;
+    Ok(freed)
+}
