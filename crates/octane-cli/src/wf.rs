@@ -28,18 +28,26 @@ pub(crate) async fn list(engine: &Engine, filter: ListFilter, json: bool) -> any
         return Ok(());
     }
     println!(
-        "{:<36}  {:<20}  {:<9}  {:<16}  tags",
-        "id", "name", "state", "code"
+        "{:<36}  {:<20}  {:<9}  {:<16}  {:<20}  tags",
+        "id", "name", "state", "code", "owner"
     );
     for w in &workflows {
         let tags: Vec<String> = w.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let code = w.code.map(|c| c.as_str()).unwrap_or("-");
+        let owner = match &w.owner {
+            Some(o) => match (&o.host, o.pid) {
+                (Some(host), Some(pid)) => format!("{pid}@{host}"),
+                _ => o.worker.to_string(),
+            },
+            None => "-".into(),
+        };
         println!(
-            "{:<36}  {:<20}  {:<9}  {:<16}  {}",
+            "{:<36}  {:<20}  {:<9}  {:<16}  {:<20}  {}",
             w.id,
             w.name,
             w.state,
             code,
+            owner,
             tags.join(",")
         );
     }
@@ -64,6 +72,9 @@ pub(crate) async fn show(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> 
     }
     if let Some(code) = info.code {
         println!("code      {code}");
+    }
+    if let Some(owner) = &info.owner {
+        println!("owner     {owner}");
     }
     if let Some(err) = &info.error {
         println!("error     {err}");

@@ -388,7 +388,53 @@ fn the_demo_serves_loop_metrics_while_it_runs() {
     assert!(value("octane_loop_iteration_seconds_count") >= 12.0);
 }
 
+/// Holds its worker for a minute.
+#[derive(Serialize, Deserialize)]
+struct Hold;
+impl Activity for Hold {
+    const NAME: &'static str = "hold";
+    type Output = ();
+    async fn run(&self, _ctx: &ActivityCtx) -> Result<()> {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok(())
+    }
+}
+
+struct Held;
+impl Workflow for Held {
+    const NAME: &'static str = "held";
+    type Input = ();
+    type Output = ();
+    async fn run(ctx: &mut WorkflowCtx, _: &()) -> Result<()> {
+        Ok(ctx.activity(Hold).await?)
+    }
+}
+
+async fn show_and_list_name_the_worker_running_a_workflow(db: TestDb) {
+    let engine = Engine::open(&db.url).await.unwrap().register::<Held>();
+    let worker = fast_worker(&engine);
+    let id = engine.dispatch::<Held>(()).await.unwrap();
+    wait_state(&engine, id, WorkflowState::Running).await;
+    let pid = std::process::id();
+    let shown = support::eventually("the owner to show", Duration::from_secs(30), || async {
+        let shown = stdout(&octane(&db.url, &["wf", "show", &id.to_string()]));
+        shown
+            .contains(&format!("owner     worker {} (pid {pid} on ", worker.id()))
+            .then_some(shown)
+    })
+    .await;
+    assert!(shown.contains("`held`  running"), "{shown}");
+    let listed = stdout(&octane(&db.url, &["wf", "list", "--state", "running"]));
+    assert!(
+        listed.contains(&id.to_string()) && listed.contains(&format!("{pid}@")),
+        "{listed}"
+    );
+    // The activity holds on for a minute: stop as a crash would.
+    drop(worker);
+}
+
 support::store_tests!(
+    show_and_list_name_the_worker_running_a_workflow,
     list_filters_and_show_draws_a_loop_with_its_checkpoint,
     signal_cancel_and_prune_act_on_the_database,
     wake_revives_a_workflow_parked_on_a_diverged_history_after_the_fix,

@@ -36,8 +36,8 @@ use async_trait::async_trait;
 
 pub use types::{
     Batch, ClaimRequest, Claimed, ClaimedWorkflow, Control, Delivery, FailureCode, Lease,
-    ListFilter, Liveness, NewSignal, NewWorkflow, PendingSignal, SignalTarget, Suspend, Transition,
-    WorkerRecord, WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
+    ListFilter, Liveness, NewSignal, NewWorkflow, Owner, PendingSignal, SignalTarget, Suspend,
+    Transition, WorkerRecord, WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
 };
 
 pub use error::{mask_password, Cause, StoreError};

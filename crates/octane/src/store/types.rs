@@ -215,6 +215,42 @@ pub struct WorkflowInfo {
     pub created_at: i64,
     /// When it last changed (ms since the epoch).
     pub updated_at: i64,
+    /// The worker holding it, while it runs.
+    pub owner: Option<Owner>,
+}
+
+/// The worker that holds a running workflow's lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// The worker's id.
+    pub worker: uuid::Uuid,
+    /// Its machine and process id, if it registered them.
+    pub host: Option<String>,
+    /// Its process id there.
+    pub pid: Option<u32>,
+}
+
+impl Owner {
+    pub(crate) fn from_row(
+        worker: Option<String>,
+        host: Option<String>,
+        pid: Option<i64>,
+    ) -> Option<Owner> {
+        Some(Owner {
+            worker: worker?.parse().ok()?,
+            host,
+            pid: pid.and_then(|p| u32::try_from(p).ok()),
+        })
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.host, self.pid) {
+            (Some(host), Some(pid)) => write!(f, "worker {} (pid {pid} on {host})", self.worker),
+            _ => write!(f, "worker {}", self.worker),
+        }
+    }
 }
 
 /// A workflow to insert.

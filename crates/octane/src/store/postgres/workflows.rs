@@ -11,12 +11,15 @@ use super::{notify_runnable, signals};
 use crate::store::codec::parse_id;
 use crate::store::lifecycle::{self, Change, Values, RUNNABLE};
 use crate::store::{
-    Control, ListFilter, NewWorkflow, StoreError, Transition, WorkflowId, WorkflowInfo,
+    Control, ListFilter, NewWorkflow, Owner, StoreError, Transition, WorkflowId, WorkflowInfo,
     WorkflowState,
 };
 
 const COLUMNS: &str =
-    "id, name, state, input, output, error, tags, wake_at, created_at, updated_at, error_code";
+    "id, name, state, input, output, error, tags, wake_at, created_at, updated_at, error_code,
+     CASE WHEN state = 'running' THEN lease_owner END,
+     (SELECT host FROM workers k WHERE k.id = w.lease_owner),
+     (SELECT pid FROM workers k WHERE k.id = w.lease_owner)";
 
 pub(super) async fn create(tx: &Transaction<'_>, wf: &NewWorkflow) -> Result<(), StoreError> {
     let id = wf.id.to_string();
@@ -47,7 +50,7 @@ pub(super) async fn get(
     id: WorkflowId,
 ) -> Result<Option<WorkflowInfo>, StoreError> {
     let stmt = tx
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM workflows WHERE id = $1"))
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM workflows w WHERE id = $1"))
         .await?;
     tx.query_opt(&stmt, &[&id.to_string()])
         .await?
@@ -246,5 +249,6 @@ fn decode(row: &Row) -> Result<WorkflowInfo, StoreError> {
         wake_at: row.try_get(7)?,
         created_at: row.try_get(8)?,
         updated_at: row.try_get(9)?,
+        owner: Owner::from_row(row.try_get(11)?, row.try_get(12)?, row.try_get(13)?),
     })
 }

@@ -10,12 +10,15 @@ use super::signals;
 use crate::store::codec::{parse_id, parse_state};
 use crate::store::lifecycle::{self, Change, Values, RUNNABLE};
 use crate::store::{
-    Control, ListFilter, NewWorkflow, StoreError, Transition, WorkflowId, WorkflowInfo,
+    Control, ListFilter, NewWorkflow, Owner, StoreError, Transition, WorkflowId, WorkflowInfo,
     WorkflowState,
 };
 
 const COLUMNS: &str =
-    "id, name, state, input, output, error, tags, wake_at, created_at, updated_at, error_code";
+    "id, name, state, input, output, error, tags, wake_at, created_at, updated_at, error_code,
+     CASE WHEN state = 'running' THEN lease_owner END,
+     (SELECT host FROM workers WHERE workers.id = workflows.lease_owner),
+     (SELECT pid FROM workers WHERE workers.id = workflows.lease_owner)";
 
 pub(super) fn create(conn: &Connection, wf: &NewWorkflow) -> Result<(), StoreError> {
     let id = wf.id.to_string();
@@ -193,6 +196,7 @@ type RawWorkflow = (
     i64,
     i64,
     Option<String>,
+    Option<Owner>,
 );
 
 fn read_row(r: &Row<'_>) -> rusqlite::Result<RawWorkflow> {
@@ -208,11 +212,13 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<RawWorkflow> {
         r.get(8)?,
         r.get(9)?,
         r.get(10)?,
+        Owner::from_row(r.get(11)?, r.get(12)?, r.get(13)?),
     ))
 }
 
 fn decode(raw: RawWorkflow) -> Result<WorkflowInfo, StoreError> {
-    let (id, name, state, input, output, error, tags, wake_at, created_at, updated_at, code) = raw;
+    let (id, name, state, input, output, error, tags, wake_at, created_at, updated_at, code, owner) =
+        raw;
     let corrupt = |detail: String| StoreError::Corrupt {
         table: "workflows",
         detail,
@@ -231,5 +237,6 @@ fn decode(raw: RawWorkflow) -> Result<WorkflowInfo, StoreError> {
         wake_at,
         created_at,
         updated_at,
+        owner,
     })
 }
