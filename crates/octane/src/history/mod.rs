@@ -2,6 +2,10 @@
 //!
 //! Everything here is pure: no store, no runtime. The contexts use it to
 //! decide, for each step the code takes, whether the answer is recorded.
+//!
+//! Public for tools that read histories (`Engine::history`) and for store
+//! wrappers; like [`store`](crate::store) it is the engine's internals and
+//! may change in any release (semver-exempt).
 
 mod cursor;
 mod event;
