@@ -53,13 +53,15 @@ impl Activity for LoggedStep {
     }
 }
 
-/// Appends `i` to the log at `log`, as one execution of step `i`.
+/// Appends `i` to the log at `log`, as one execution of step `i`. The
+/// line goes out in one write, so lines appended at once by concurrent
+/// steps (or processes) never interleave.
 pub fn log_execution(log: &Path, i: u64) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)?;
-    writeln!(f, "{i}")
+    f.write_all(format!("{i}\n").as_bytes())
 }
 
 /// How many times each `i` was logged.
