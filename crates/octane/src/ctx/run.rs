@@ -27,9 +27,9 @@
 //! same reason a run that is parked drops its pending writes: they were made
 //! by code that does not fit the history, and nothing durable needs them.
 //!
-//! Every write is driven to its end by a task of its own, so a step future
-//! dropped in the middle of its commit (user code racing it against a
-//! timeout) never leaves a transaction open.
+//! Every write is driven to its end: by the step waiting for it, or, once
+//! that step is dropped (user code racing it against a timeout), by a task
+//! of its own, so no transaction is left open waiting for a poll.
 //!
 //! # The only door to the store
 //! A run reaches the store through this type alone. Its reads of other
@@ -283,7 +283,9 @@ impl RunShared {
         let mut p = self.pipeline.lock().expect("pipeline lock");
         let prior = p.last.take();
         let ops = p.take();
-        p.last = Some(self.submit(prior, ops, Transition::Continue));
+        let flush = self.submit(prior, ops, Transition::Continue);
+        self.spawn_write(flush.clone());
+        p.last = Some(flush);
     }
 
     /// Commits pending writes, `ops` and `transition` in one transaction,
@@ -301,7 +303,9 @@ impl RunShared {
             p.last = Some(flush.clone());
             flush
         };
-        flush.await.map_err(|e| self.on_store_error(&e))
+        Finish(Some((flush, self.alive.clone())))
+            .await
+            .map_err(|e| self.on_store_error(&e))
     }
 
     /// Records how the run stopped, after every earlier write. A parked
@@ -315,9 +319,10 @@ impl RunShared {
         self.commit(Vec::new(), transition).await
     }
 
-    /// Submits a write chained after `prior`, on a task of its own: it runs
-    /// to its end even if every step waiting on it is dropped, as long as
-    /// the run itself lives.
+    /// Builds a write chained after `prior`. The step that waits for it
+    /// drives it (no task hop on the way to the database); one dropped
+    /// before the write ends hands it to a task of its own (see [`Finish`]),
+    /// so it runs to its end as long as the run itself lives.
     fn submit(&self, prior: Option<Flush>, ops: Vec<WriteOp>, transition: Transition) -> Flush {
         let store = self.store.clone();
         let lease = self.lease.clone();
@@ -361,20 +366,14 @@ impl RunShared {
             }
             Ok(())
         };
-        let alive = self.alive.clone();
-        let write = async move {
-            tokio::select! {
-                done = write => done,
-                _ = alive.cancelled() => Err(StoreError::OutcomeUnknown(Cause::msg(
-                    "the run stopped during the write",
-                ))),
-            }
-        };
-        let flush = tokio::spawn(write)
-            .map(|joined| joined.unwrap_or_else(|e| Err(StoreError::OutcomeUnknown(Cause::new(e)))))
-            .boxed()
-            .shared();
-        flush
+        write.boxed().shared()
+    }
+
+    /// Drives `flush` to its end on a task of its own, unless the run is
+    /// dropped first (its worker died, as in a crash): then the write stops
+    /// with it.
+    fn spawn_write(&self, flush: Flush) {
+        spawn_write(flush, self.alive.clone());
     }
 
     /// The oldest `limit` pending signals of these names sent to this
@@ -522,6 +521,47 @@ impl RunShared {
             }
         }
     }
+}
+
+/// Waits for a write; dropped before it ends (a step future raced against
+/// a timeout by user code), it spawns the rest of the write, so no
+/// transaction is left open waiting for a poll that never comes.
+struct Finish(Option<(Flush, CancellationToken)>);
+
+impl Future for Finish {
+    type Output = FlushResult;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<FlushResult> {
+        let (flush, _) = self.0.as_mut().expect("polled after completion");
+        let done = std::task::ready!(flush.poll_unpin(cx));
+        self.0 = None;
+        std::task::Poll::Ready(done)
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if let Some((rest, alive)) = self.0.take() {
+            spawn_write(rest, alive);
+        }
+    }
+}
+
+/// Drives `flush` on a task of its own until it ends or `alive` is
+/// cancelled (the run was dropped).
+fn spawn_write(flush: Flush, alive: CancellationToken) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        tokio::select! {
+            _ = flush => {}
+            _ = alive.cancelled() => {}
+        }
+    });
 }
 
 /// An error with its causes, on one line.

@@ -9,6 +9,7 @@
 
 mod heartbeat;
 mod leases;
+mod liveness;
 mod retention;
 mod runner;
 
@@ -159,35 +160,6 @@ impl Drop for Worker {
     }
 }
 
-/// Records this worker as alive, or says why it could not (its workflows
-/// then wait for their leases to expire after a crash, as before).
-async fn register(
-    shared: &WorkerShared,
-    store: &dyn crate::store::Store,
-) -> Option<Option<Box<dyn crate::store::Liveness>>> {
-    let record = crate::store::WorkerRecord {
-        id: shared.id,
-        host: host_name(),
-        pid: std::process::id(),
-        started_at: now_ms(),
-    };
-    match store.register_worker(record).await {
-        Ok(liveness) => Some(liveness),
-        Err(e) => {
-            tracing::warn!(error = %crate::ctx::error_chain(&e), "registering the worker failed; retrying");
-            None
-        }
-    }
-}
-
-/// This machine's name, as the kernel knows it.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 /// Aborts a task when dropped, so helpers die with the worker's main task.
 struct AbortOnDrop(JoinHandle<()>);
 
@@ -203,6 +175,7 @@ async fn run(shared: Arc<WorkerShared>) {
         shared.leases.clone(),
         shared.lease_ttl,
     )));
+    let _liveness = AbortOnDrop(tokio::spawn(liveness::run(shared.core.clone(), shared.id)));
     let _retention = shared
         .core
         .retain_finished
@@ -211,29 +184,9 @@ async fn run(shared: Arc<WorkerShared>) {
     let mut runs = JoinSet::new();
     let names = shared.core.registry.names();
     let store = shared.core.store().clone();
-    // Held for the worker's lifetime: while it is, nobody takes this
-    // worker's workflows before their leases expire.
-    let mut liveness = None;
-    let mut last_reap: Option<std::time::Instant> = None;
     let mut backoff = Duration::ZERO;
     while !shared.drain.is_cancelled() {
         while runs.try_join_next().is_some() {}
-        if liveness.is_none() {
-            liveness = register(&shared, store.as_ref()).await;
-        }
-        if last_reap.is_none_or(|at| at.elapsed() >= shared.poll_interval) {
-            last_reap = Some(std::time::Instant::now());
-            match store.reap_dead_workers(shared.id, now_ms()).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(workflows = n, "took over the workflows of dead workers");
-                    metrics::counter!("octane_dead_worker_takeovers_total").increment(n);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %crate::ctx::error_chain(&e), "looking for dead workers failed")
-                }
-            }
-        }
         let free = slots.available_permits();
         let mut next_wake_at = None;
         if free > 0 {

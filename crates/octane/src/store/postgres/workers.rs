@@ -67,14 +67,14 @@ pub(super) async fn lease_holders(
     me: &str,
     now: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let rows = client
-        .query(
+    let stmt = client
+        .prepare_cached(
             "SELECT id FROM workers WHERE id <> $1 AND EXISTS (
                  SELECT 1 FROM workflows WHERE lease_owner = workers.id
                  AND state = 'running' AND lease_expires > $2)",
-            &[&me, &now],
         )
         .await?;
+    let rows = client.query(&stmt, &[&me, &now]).await?;
     rows.iter()
         .map(|r| r.try_get(0).map_err(StoreError::from))
         .collect()
