@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::now_ms;
+use crate::ctx::Workflow;
 use crate::error::{delivery_result, Error};
 use crate::history::{forgotten_ranges, is_forgotten, Event, EventKind, LoopBoundary};
 use crate::message::{Message, Subscription};
@@ -18,7 +19,6 @@ use crate::store::{
     WorkflowInfo, WorkflowState,
 };
 use crate::worker::WorkerBuilder;
-use crate::workflow::Workflow;
 
 /// A handle to the workflow engine; cheap to clone.
 ///

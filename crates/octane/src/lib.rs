@@ -59,7 +59,6 @@ mod runtime;
 mod signal;
 pub mod store;
 mod worker;
-mod workflow;
 
 #[doc(hidden)]
 pub mod __private {
@@ -68,7 +67,7 @@ pub mod __private {
 }
 
 pub use activity::{Activity, ActivityCtx, RetryPolicy};
-pub use ctx::{Child, Join, MessageSend, SignalDraft, SignalSend, WorkflowCtx};
+pub use ctx::{Child, Join, MessageSend, SignalDraft, SignalSend, Workflow, WorkflowCtx};
 pub use engine::{Dispatch, Engine, HistoryEntry, SignalBuilder};
 pub use error::{Error, HISTORY_DIVERGED};
 pub use loops::{Loop, Repeat};
@@ -81,7 +80,6 @@ pub use runtime::DEFAULT_MAX_LOOP_STATE;
 pub use signal::{Listen, Signal};
 pub use store::{FailureCode, ListFilter, WorkflowId, WorkflowInfo, WorkflowState};
 pub use worker::{Worker, WorkerBuilder};
-pub use workflow::Workflow;
 
 /// What workflow code needs in scope: `use octane::prelude::*;`.
 pub mod prelude {

@@ -5,10 +5,10 @@ use std::marker::PhantomData;
 
 use super::{encode, Interrupt, Step, WorkflowCtx};
 use crate::clock::now_ms;
+use crate::ctx::Workflow;
 use crate::error::Error;
 use crate::history::{input_hash, Event, EventKind};
 use crate::store::{NewWorkflow, Suspend, Transition, WorkflowId, WorkflowState, WriteOp};
-use crate::workflow::Workflow;
 
 impl WorkflowCtx {
     /// Starts building a child workflow of type `W`:

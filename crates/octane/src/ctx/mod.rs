@@ -12,6 +12,7 @@ mod message;
 pub(crate) mod run;
 mod sleep;
 mod version;
+mod workflow;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -25,6 +26,7 @@ pub use join::Join;
 pub use listen::{SignalDraft, SignalSend};
 pub use message::MessageSend;
 pub(crate) use run::{error_chain, Interrupt, RunConfig, RunEnv, RunShared, Stops};
+pub use workflow::Workflow;
 
 use crate::clock::{from_ms, now_ms};
 use crate::error::Error;

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
+use crate::ctx::Workflow;
 use crate::ctx::WorkflowCtx;
-use crate::workflow::Workflow;
 
 /// How a registered workflow's run failed before or after its code.
 pub(crate) enum RunError {

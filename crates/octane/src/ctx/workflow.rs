@@ -5,7 +5,7 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::ctx::WorkflowCtx;
+use super::WorkflowCtx;
 
 /// A durable workflow.
 ///
