@@ -33,49 +33,26 @@ impl Activity for Logged {
     }
 }
 
-struct Steps;
-impl Workflow for Steps {
-    const NAME: &'static str = "steps";
-    type Input = (PathBuf, String);
-    type Output = u64;
-    async fn run(ctx: &mut WorkflowCtx, input: &(PathBuf, String)) -> Result<u64> {
-        let (log, key) = input.clone();
-        ctx.repeat(0u64)
-            .commit_every(1)
-            .run(move |ctx, i| {
-                let (log, key) = (log.clone(), format!("{key}/{i}"));
-                async move {
-                    ctx.activity(Logged { log, key }).await?;
-                    *i += 1;
-                    Ok(if *i == 8 {
-                        Loop::Break(*i)
-                    } else {
-                        Loop::Continue
-                    })
-                }
-                .boxed()
-            })
-            .await
-    }
-}
-
 #[derive(Serialize, Deserialize, Signal)]
 struct Go;
 
-/// Takes eight signals, logging a step after each.
-struct Listener;
-impl Workflow for Listener {
-    const NAME: &'static str = "listener";
-    type Input = (PathBuf, String);
+/// Eight logged steps in a loop; with `signalled`, each waits for a `Go`
+/// first.
+struct Steps;
+impl Workflow for Steps {
+    const NAME: &'static str = "steps";
+    type Input = (PathBuf, String, bool);
     type Output = u64;
-    async fn run(ctx: &mut WorkflowCtx, input: &(PathBuf, String)) -> Result<u64> {
-        let (log, key) = input.clone();
+    async fn run(ctx: &mut WorkflowCtx, input: &(PathBuf, String, bool)) -> Result<u64> {
+        let (log, key, signalled) = input.clone();
         ctx.repeat(0u64)
             .commit_every(1)
             .run(move |ctx, i| {
                 let (log, key) = (log.clone(), format!("{key}/{i}"));
                 async move {
-                    ctx.listen::<Go>().await?;
+                    if signalled {
+                        ctx.listen::<Go>().await?;
+                    }
                     ctx.activity(Logged { log, key }).await?;
                     *i += 1;
                     Ok(if *i == 8 {
@@ -101,14 +78,14 @@ fn lines(log: &Path) -> Vec<String> {
 support::postgres_restart_test! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_restarted_mid_run_loses_and_duplicates_nothing() {
-        restart_mid_run::<Steps>(false).await;
+        restart_mid_run(false).await;
     }
 }
 
 support::postgres_restart_test! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_restarted_while_workflows_take_signals_fails_none() {
-        restart_mid_run::<Listener>(true).await;
+        restart_mid_run(true).await;
     }
 }
 
@@ -116,7 +93,7 @@ support::postgres_restart_test! {
 /// `signalled`), restarts the server once 60 steps ran, and checks that
 /// every workflow completes, none is failed or parked, every step ran, and
 /// only steps in flight at the restart ran again.
-async fn restart_mid_run<W: Workflow<Input = (PathBuf, String)>>(signalled: bool) {
+async fn restart_mid_run(signalled: bool) {
     // One server restart at a time: each test restarts the shared server.
     static RESTARTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _alone = RESTARTS.lock().await;
@@ -124,12 +101,12 @@ async fn restart_mid_run<W: Workflow<Input = (PathBuf, String)>>(signalled: bool
     let db = TestDb::postgres().await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("runs.log");
-    let engine = db.engine().await.register::<W>();
+    let engine = db.engine().await.register::<Steps>();
     let worker = fast_worker(&engine);
     let n = 40;
     for j in 0..n {
         let id = engine
-            .dispatch::<W>((log.clone(), format!("w{j}")))
+            .dispatch::<Steps>((log.clone(), format!("w{j}"), signalled))
             .await
             .unwrap();
         if signalled {

@@ -284,7 +284,7 @@ impl RunShared {
         let prior = p.last.take();
         let ops = p.take();
         let flush = self.submit(prior, ops, Transition::Continue);
-        self.spawn_write(flush.clone());
+        spawn_write(flush.clone(), self.alive.clone());
         p.last = Some(flush);
     }
 
@@ -367,13 +367,6 @@ impl RunShared {
             Ok(())
         };
         write.boxed().shared()
-    }
-
-    /// Drives `flush` to its end on a task of its own, unless the run is
-    /// dropped first (its worker died, as in a crash): then the write stops
-    /// with it.
-    fn spawn_write(&self, flush: Flush) {
-        spawn_write(flush, self.alive.clone());
     }
 
     /// The oldest `limit` pending signals of these names sent to this
@@ -551,7 +544,8 @@ impl Drop for Finish {
 }
 
 /// Drives `flush` on a task of its own until it ends or `alive` is
-/// cancelled (the run was dropped).
+/// cancelled: the run was dropped (its worker died, as in a crash), and the
+/// write stops with it.
 fn spawn_write(flush: Flush, alive: CancellationToken) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;

@@ -61,9 +61,11 @@ impl WorkerBuilder {
         self
     }
 
-    /// How long a lease lasts unless renewed (default 30 s). A crashed
-    /// worker's workflows are taken over this long after its last renewal;
-    /// leases are renewed every third of it.
+    /// How long a lease lasts unless renewed (default 30 s); leases are
+    /// renewed every third of it. A worker whose process died is found dead
+    /// at once and its workflows taken over within half a second; only one
+    /// that is alive but stalled (paused, cut off from the database) keeps
+    /// its workflows until its leases expire.
     pub fn lease_ttl(mut self, d: Duration) -> Self {
         self.lease_ttl = d.max(Duration::from_millis(30));
         self
@@ -112,9 +114,8 @@ struct WorkerShared {
 /// A running worker.
 ///
 /// [`Worker::shutdown`] stops it gracefully. Dropping it instead aborts
-/// every run on the spot, as a crash would: their leases stay until they
-/// expire, and then another worker takes the workflows over and replays
-/// them.
+/// every run on the spot, as a crash would: it stops being alive, so
+/// another worker takes its workflows over at once and replays them.
 pub struct Worker {
     shared: Arc<WorkerShared>,
     task: Option<JoinHandle<()>>,
