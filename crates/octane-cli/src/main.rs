@@ -1,6 +1,7 @@
 //! The `octane` command: a demo to watch replay happen, and operator tools
 //! for the workflows in a database.
 
+mod db;
 mod demo;
 mod wf;
 
@@ -43,6 +44,16 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         older_than: Duration,
     },
+    /// The database's own health.
+    #[command(subcommand)]
+    Db(Db),
+}
+
+#[derive(Subcommand)]
+enum Db {
+    /// Show how the database runs the engine's frequent queries; fails if
+    /// one no longer reads its index.
+    Plans,
 }
 
 #[derive(Subcommand)]
@@ -138,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Prune { older_than } => wf::prune(&open(&db).await?, older_than).await,
+        Command::Db(Db::Plans) => db::plans(&open(&db).await?).await,
     }
 }
 

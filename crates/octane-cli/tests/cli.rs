@@ -433,7 +433,37 @@ async fn show_and_list_name_the_worker_running_a_workflow(db: TestDb) {
     drop(worker);
 }
 
+async fn db_plans_reports_each_query_reading_its_index(db: TestDb) {
+    engine_for(&db.url).await;
+    support::seed::finished_workflows(&db.url, "wallet", 2_000, 3).await;
+    let out = stdout(&octane(&db.url, &["db", "plans"]));
+    for query in [
+        "claim",
+        "next wake-up",
+        "active range",
+        "signal by tags",
+        "prune",
+    ] {
+        assert!(out.contains(&format!("ok   {query}\n")), "{query}: {out}");
+    }
+    assert!(!out.contains("SLOW"), "{out}");
+
+    // An index gone (a bad manual migration, say) is reported, and fails.
+    db.execute_batch("DROP INDEX workflows_finished").await;
+    let out = octane(&db.url, &["db", "plans"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("SLOW prune"),
+        "{out:?}"
+    );
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("1 of 7 queries do not use their index: prune"),
+        "{err}"
+    );
+}
+
 support::store_tests!(
+    db_plans_reports_each_query_reading_its_index,
     show_and_list_name_the_worker_running_a_workflow,
     list_filters_and_show_draws_a_loop_with_its_checkpoint,
     signal_cancel_and_prune_act_on_the_database,

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use octane::history::Event;
 use octane::store::{
     Batch, Catalog, Cause, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
-    NewWorkflow, PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo,
-    WorkflowState,
+    NewWorkflow, PendingSignal, QueryPlan, SignalTarget, Store, StoreError, WorkflowId,
+    WorkflowInfo, WorkflowState,
 };
 
 /// The store calls a fault can target.
@@ -262,8 +262,8 @@ impl Catalog for Faults {
         self.enter(Op::PendingSignals).await?;
         self.inner.catalog().pending_signals(id, names, limit).await
     }
-    async fn prune(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
-        self.inner.catalog().prune(before, limit).await
+    async fn prune(&self, before: i64, max_rows: usize) -> Result<u64, StoreError> {
+        self.inner.catalog().prune(before, max_rows).await
     }
     async fn control(
         &self,
@@ -272,5 +272,8 @@ impl Catalog for Faults {
         now: i64,
     ) -> Result<Option<WorkflowState>, StoreError> {
         self.inner.catalog().control(id, c, now).await
+    }
+    async fn query_plans(&self) -> Result<Vec<QueryPlan>, StoreError> {
+        self.inner.catalog().query_plans().await
     }
 }

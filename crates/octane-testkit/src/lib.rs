@@ -11,6 +11,7 @@
 pub mod crash;
 pub mod faults;
 pub mod process;
+pub mod seed;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -92,6 +93,26 @@ impl TestDb {
                     .execute(&sql.replace("?1", "$1"), &[&param])
                     .await
                     .unwrap();
+            }
+        }
+    }
+
+    /// Runs SQL statements without parameters directly against the
+    /// database.
+    pub async fn execute_batch(&self, sql: &str) {
+        match &self.postgres {
+            None => {
+                let path = self.url.strip_prefix("sqlite://").unwrap();
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+            Some(_) => {
+                let (client, connection) =
+                    tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
+                client.batch_execute(sql).await.unwrap();
             }
         }
     }

@@ -16,11 +16,13 @@ pub struct LoopBoundary {
     pub first_active: u64,
 }
 
-/// A half-open range of encoded locations `[from, to)`; `None` is unbounded.
+/// A half-open range of encoded locations `[from, to)`. The lower bound is
+/// always given (empty bytes sort first) so that stores can read the range
+/// as a key range; `to: None` is unbounded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyRange {
     /// Inclusive lower bound.
-    pub from: Option<Vec<u8>>,
+    pub from: Vec<u8>,
     /// Exclusive upper bound.
     pub to: Option<Vec<u8>>,
 }
@@ -72,13 +74,13 @@ pub fn forgotten_ranges(mut loops: Vec<LoopBoundary>) -> Vec<(Vec<u8>, Vec<u8>)>
 /// `forgotten` (as returned by [`forgotten_ranges`]).
 pub fn active_ranges(forgotten: &[(Vec<u8>, Vec<u8>)]) -> Vec<KeyRange> {
     let mut out = Vec::with_capacity(forgotten.len() + 1);
-    let mut from = None;
+    let mut from = Vec::new();
     for (lo, hi) in forgotten {
         out.push(KeyRange {
             from,
             to: Some(lo.clone()),
         });
-        from = Some(hi.clone());
+        from = hi.clone();
     }
     out.push(KeyRange { from, to: None });
     out
@@ -151,9 +153,9 @@ mod tests {
         assert_eq!(active.len(), 2);
         let inside = |l: &Location| {
             let k = l.encode();
-            active.iter().any(|r| {
-                r.from.as_ref().is_none_or(|f| &k >= f) && r.to.as_ref().is_none_or(|t| &k < t)
-            })
+            active
+                .iter()
+                .any(|r| k >= r.from && r.to.as_ref().is_none_or(|t| &k < t))
         };
         for (loc, expect) in [
             (at(&[1]), true),

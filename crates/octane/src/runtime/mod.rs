@@ -24,8 +24,10 @@ use crate::store::{Store, StoreError};
 /// The default cap on a loop's serialized state: 1 MiB.
 pub const DEFAULT_MAX_LOOP_STATE: usize = 1 << 20;
 
-/// How many workflows one pruning transaction deletes at most.
-const PRUNE_BATCH: usize = 500;
+/// How many rows (events, signals, tags, workflows) one pruning
+/// transaction deletes, about: on SQLite it is one job of the single
+/// writer, which every commit waits behind.
+const PRUNE_ROWS: usize = 5_000;
 
 #[derive(Clone)]
 pub(crate) struct Core {
@@ -73,15 +75,13 @@ impl Core {
         let before = now_ms().saturating_sub(duration_ms(older_than));
         let mut total = 0;
         loop {
-            let n = self.env.store.catalog().prune(before, PRUNE_BATCH).await?;
-            total += n;
-            if n > 0 {
-                metrics::counter!("octane_pruned_total").increment(n);
-                progress(total);
-            }
-            if n < PRUNE_BATCH as u64 {
+            let n = self.env.store.catalog().prune(before, PRUNE_ROWS).await?;
+            if n == 0 {
                 return Ok(total);
             }
+            total += n;
+            metrics::counter!("octane_pruned_total").increment(n);
+            progress(total);
         }
     }
 }

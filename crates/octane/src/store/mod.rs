@@ -36,8 +36,8 @@ use async_trait::async_trait;
 
 pub use types::{
     Batch, ClaimRequest, Claimed, ClaimedWorkflow, Control, Delivery, FailureCode, Lease,
-    ListFilter, Liveness, NewSignal, NewWorkflow, Owner, PendingSignal, SignalTarget, Suspend,
-    Transition, WorkerRecord, WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
+    ListFilter, Liveness, NewSignal, NewWorkflow, Owner, PendingSignal, QueryPlan, SignalTarget,
+    Suspend, Transition, WorkerRecord, WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
 };
 
 pub use error::{mask_password, Cause, StoreError};
@@ -140,11 +140,13 @@ pub trait Catalog: Send + Sync {
         limit: usize,
     ) -> Result<Vec<PendingSignal>, StoreError>;
 
-    /// Deletes at most `limit` finished workflows last changed before
-    /// `before` (ms since the epoch), oldest first, with their history;
-    /// returns how many. The limit keeps each transaction short, however
-    /// many workflows are due.
-    async fn prune(&self, before: i64, limit: usize) -> Result<u64, StoreError>;
+    /// Deletes finished workflows last changed before `before` (ms since
+    /// the epoch), oldest first, with their history, and stops after the
+    /// first workflow that brings the rows deleted to `max_rows` or more;
+    /// returns how many workflows, 0 once none is due. The bound keeps each
+    /// transaction short, however many workflows are due and however long
+    /// their histories.
+    async fn prune(&self, before: i64, max_rows: usize) -> Result<u64, StoreError>;
 
     /// Cancels or wakes a workflow; returns its state before, or `None` if it
     /// does not exist.
@@ -154,6 +156,11 @@ pub trait Catalog: Send + Sync {
         control: Control,
         now: i64,
     ) -> Result<Option<WorkflowState>, StoreError>;
+
+    /// How the database runs each of the store's frequent queries now, with
+    /// the statistics it holds: for an operator checking that a large or
+    /// old database still uses the indexes the queries are written for.
+    async fn query_plans(&self) -> Result<Vec<QueryPlan>, StoreError>;
 }
 
 /// Opens the store a URL names: `sqlite://PATH` or `postgres://…`.

@@ -555,3 +555,18 @@ mod tests {
         assert!("nonsense".parse::<FailureCode>().is_err());
     }
 }
+
+/// How the database runs one of a store's frequent queries: see
+/// [`Catalog::query_plans`](super::Catalog::query_plans).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryPlan {
+    /// What the query is for, e.g. `"claim"`.
+    pub query: &'static str,
+    /// The part of the plan that shows the query reading its index by key.
+    pub expects: &'static str,
+    /// The plan, as the database's `EXPLAIN` prints it.
+    pub plan: String,
+    /// Whether the plan contains `expects` and reads no table whole; when
+    /// false, the query's cost grows with the table.
+    pub uses_index: bool,
+}

@@ -17,15 +17,23 @@ use crate::store::{StoreError, WorkflowId, WriteOp};
 const EVENT_COLUMNS: &str =
     "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at";
 
+/// The loop events of a workflow: where each loop's active iterations start.
+pub(super) const LOOPS_SQL: &str =
+    "SELECT location, iteration, done FROM events WHERE workflow_id = $1 AND kind = 4";
+
+/// The read of one active range, bounded above or not. Each shape is its own
+/// statement so that both bounds reach the primary key as a range, also in
+/// a generic plan.
+pub(super) fn range_sql(bounded: bool) -> String {
+    let upper = if bounded { " AND location < $3" } else { "" };
+    format!("SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = $1 AND location >= $2{upper}")
+}
+
 /// The active history: first the loop events (to learn which iterations are
 /// forgotten), then only the key ranges outside forgotten iterations.
 pub(super) async fn load(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
     let id = id.to_string();
-    let loops = tx
-        .prepare_cached(
-            "SELECT location, iteration, done FROM events WHERE workflow_id = $1 AND kind = 4",
-        )
-        .await?;
+    let loops = tx.prepare_cached(LOOPS_SQL).await?;
     let mut boundaries = Vec::new();
     for row in tx.query(&loops, &[&id]).await? {
         let done: bool = row.try_get(2)?;
@@ -38,15 +46,14 @@ pub(super) async fn load(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Eve
             },
         });
     }
-    let stmt = tx
-        .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = $1 \
-             AND ($2::bytea IS NULL OR location >= $2) AND ($3::bytea IS NULL OR location < $3)"
-        ))
-        .await?;
     let mut events = Vec::new();
     for range in active_ranges(&forgotten_ranges(boundaries)) {
-        for row in tx.query(&stmt, &[&id, &range.from, &range.to]).await? {
+        let stmt = tx.prepare_cached(&range_sql(range.to.is_some())).await?;
+        let rows = match &range.to {
+            Some(to) => tx.query(&stmt, &[&id, &range.from, to]).await?,
+            None => tx.query(&stmt, &[&id, &range.from]).await?,
+        };
+        for row in rows {
             events.push(decode_event(&row)?);
         }
     }

@@ -10,6 +10,26 @@ use crate::store::{
     ClaimRequest, Claimed, ClaimedWorkflow, FailureCode, Lease, StoreError, Transition, WorkflowId,
 };
 
+/// The claim: `$1` owner, `$2` lease expiry, `$3` now, `$4` limit, `$5` the
+/// registered names. Its predicate matches the partial index
+/// `workflows_runnable`, so it reads only unfinished workflows however
+/// many finished ones the database holds.
+pub(super) const CLAIM_SQL: &str = "UPDATE workflows
+     SET state = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1,
+         lease_expires = $2, wake_at = $3, updated_at = $3,
+         listening = NULL, waiting_child = NULL
+     WHERE id IN (
+         SELECT id FROM workflows
+         WHERE state IN ('pending', 'running', 'sleeping') AND name = ANY($5)
+           AND wake_at <= $3 AND (lease_expires IS NULL OR lease_expires <= $3)
+         ORDER BY wake_at LIMIT $4
+         FOR UPDATE SKIP LOCKED)
+     RETURNING id, name, input, lease_epoch";
+
+/// The earliest wake-up among waiting workflows of the names `$1`.
+pub(super) const NEXT_WAKE_SQL: &str = "SELECT MIN(wake_at) FROM workflows
+     WHERE state IN ('pending', 'sleeping') AND name = ANY($1)";
+
 /// Leases up to `limit` runnable workflows and reports the next deadline.
 /// `SKIP LOCKED` lets many workers claim at once without waiting on each
 /// other's rows.
@@ -19,22 +39,7 @@ pub(super) async fn claim(tx: &Transaction<'_>, req: &ClaimRequest) -> Result<Cl
     }
     let owner = req.owner.to_string();
     let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE workflows
-             SET state = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1,
-                 lease_expires = $2, wake_at = $3, updated_at = $3,
-                 listening = NULL, waiting_child = NULL
-             WHERE id IN (
-                 SELECT id FROM workflows
-                 WHERE state IN ('pending', 'running', 'sleeping') AND wake_at <= $3
-                   AND (lease_expires IS NULL OR lease_expires <= $3)
-                   AND name = ANY($5)
-                 ORDER BY wake_at LIMIT $4
-                 FOR UPDATE SKIP LOCKED)
-             RETURNING id, name, input, lease_epoch",
-        )
-        .await?;
+    let stmt = tx.prepare_cached(CLAIM_SQL).await?;
     let rows = tx
         .query(
             &stmt,
@@ -71,12 +76,7 @@ pub(super) async fn claim(tx: &Transaction<'_>, req: &ClaimRequest) -> Result<Cl
             }
         }
     }
-    let next = tx
-        .prepare_cached(
-            "SELECT MIN(wake_at) FROM workflows
-             WHERE state IN ('pending', 'sleeping') AND name = ANY($1)",
-        )
-        .await?;
+    let next = tx.prepare_cached(NEXT_WAKE_SQL).await?;
     let next_wake_at: Option<i64> = tx.query_one(&next, &[&req.names]).await?.try_get(0)?;
     Ok(Claimed {
         workflows,

@@ -33,6 +33,7 @@ mod history;
 mod leases;
 mod lifecycle;
 mod migrate;
+mod plans;
 mod rows;
 mod schema;
 mod signals;
@@ -50,8 +51,8 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
     Batch, Catalog, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
-    NewWorkflow, PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo,
-    WorkflowState,
+    NewWorkflow, PendingSignal, QueryPlan, SignalTarget, Store, StoreError, WorkflowId,
+    WorkflowInfo, WorkflowState,
 };
 use super::{Liveness, WorkerRecord};
 use crate::history::Event;
@@ -275,8 +276,8 @@ impl Catalog for PostgresStore {
         in_tx!(self, tx => signals::pending(&tx, id, &names, limit).await?)
     }
 
-    async fn prune(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
-        in_tx!(self, tx => workflows::prune(&tx, before, limit).await?)
+    async fn prune(&self, before: i64, max_rows: usize) -> Result<u64, StoreError> {
+        in_tx!(self, tx => workflows::prune(&tx, before, max_rows).await?)
     }
 
     async fn control(
@@ -286,5 +287,9 @@ impl Catalog for PostgresStore {
         now: i64,
     ) -> Result<Option<WorkflowState>, StoreError> {
         in_tx!(self, tx => workflows::control(&tx, id, control, now).await?)
+    }
+
+    async fn query_plans(&self) -> Result<Vec<QueryPlan>, StoreError> {
+        in_tx!(self, tx => plans::explain_all(&tx).await?)
     }
 }

@@ -97,4 +97,15 @@ CREATE TABLE workers (
 );
 "#,
     ),
+    (
+        4,
+        r#"
+-- Claims and the next-wake query look up runnable workflows by name: keyed
+-- by name first, the index holds only what can run, however many finished
+-- workflows share the name.
+DROP INDEX workflows_runnable;
+CREATE INDEX workflows_runnable ON workflows (name, wake_at)
+    WHERE state IN ('pending', 'running', 'sleeping');
+"#,
+    ),
 ];

@@ -23,14 +23,10 @@ pub(super) async fn resolve(
             let keys: Vec<&String> = tags.keys().collect();
             let values: Vec<&String> = tags.values().collect();
             let n = i64::try_from(tags.len()).unwrap_or(i64::MAX);
-            let stmt = tx
-                .prepare_cached(&format!(
-                    "SELECT w.id FROM workflows w
-                     WHERE w.state NOT IN ('completed', 'failed', 'cancelled') AND {}",
-                    has_all_tags(1)
-                ))
+            let stmt = tx.prepare_cached(&tagged_sql()).await?;
+            let rows = tx
+                .query(&stmt, &[&keys[0], &values[0], &keys, &values, &n])
                 .await?;
-            let rows = tx.query(&stmt, &[&keys, &values, &n]).await?;
             Ok(match rows.as_slice() {
                 [] => Delivery::NoMatch,
                 [one] => Delivery::Delivered(parse_id(&one.try_get::<_, String>(0)?)?),
@@ -38,6 +34,19 @@ pub(super) async fn resolve(
             })
         }
     }
+}
+
+/// The unfinished workflows carrying every tag: `$1`/`$2` the first tag,
+/// `$3`/`$4` all of them as parallel arrays, `$5` how many. The search
+/// starts from the first tag's index entries, so its cost is the number of
+/// workflows with that tag, not the number of workflows in the database.
+pub(super) fn tagged_sql() -> String {
+    format!(
+        "SELECT w.id FROM workflow_tags t0 JOIN workflows w ON w.id = t0.workflow_id
+         WHERE t0.key = $1 AND t0.value = $2
+           AND w.state NOT IN ('completed', 'failed', 'cancelled') AND {}",
+        has_all_tags(3)
+    )
 }
 
 /// Stores the signal for its target, if the target is there and
@@ -105,6 +114,10 @@ async fn state_of(
     })
 }
 
+/// A workflow's pending signals of some names, oldest first.
+const PENDING_SQL: &str = "SELECT seq, name, body FROM signals
+     WHERE workflow_id = $1 AND name = ANY($2) ORDER BY seq LIMIT $3";
+
 pub(super) async fn pending(
     tx: &Transaction<'_>,
     id: WorkflowId,
@@ -112,12 +125,7 @@ pub(super) async fn pending(
     limit: usize,
 ) -> Result<Vec<PendingSignal>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let stmt = tx
-        .prepare_cached(
-            "SELECT seq, name, body FROM signals
-             WHERE workflow_id = $1 AND name = ANY($2) ORDER BY seq LIMIT $3",
-        )
-        .await?;
+    let stmt = tx.prepare_cached(PENDING_SQL).await?;
     tx.query(&stmt, &[&id.to_string(), &names, &limit])
         .await?
         .iter()

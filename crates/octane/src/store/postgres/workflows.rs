@@ -166,26 +166,35 @@ async fn apply(
     Ok(())
 }
 
-/// Deletes at most `limit` finished workflows last changed before `before`,
-/// oldest first, with their events, tags and signals.
+/// The oldest finished workflows last changed before `$1`, at most `$2`,
+/// with how many events each has. `SKIP LOCKED`: two pruners (workers with
+/// retention on) split the work instead of queueing behind each other's
+/// row locks.
+pub(super) const PRUNE_SQL: &str = "SELECT id,
+         (SELECT COUNT(*) FROM events e WHERE e.workflow_id = workflows.id)
+     FROM workflows
+     WHERE state IN ('completed', 'failed', 'cancelled') AND updated_at < $1
+     ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+
+/// Deletes finished workflows last changed before `before`, oldest first,
+/// with their events, tags and signals, until about `max_rows` rows are
+/// gone (events counted ahead, so that the deletes go out as one batch).
 pub(super) async fn prune(
     tx: &Transaction<'_>,
     before: i64,
-    limit: usize,
+    max_rows: usize,
 ) -> Result<u64, StoreError> {
-    // SKIP LOCKED: two pruners (workers with retention on) split the work
-    // instead of queueing behind each other's row locks.
-    let ids: Vec<String> = tx
-        .query(
-            "SELECT id FROM workflows
-             WHERE state IN ('completed', 'failed', 'cancelled') AND updated_at < $1
-             ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-            &[&before, &i64::try_from(limit).unwrap_or(i64::MAX)],
-        )
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
+    let max_rows = i64::try_from(max_rows).unwrap_or(i64::MAX);
+    let mut ids: Vec<String> = Vec::new();
+    let mut rows = 0;
+    for row in tx.query(PRUNE_SQL, &[&before, &max_rows]).await? {
+        ids.push(row.try_get(0)?);
+        // The workflow row, its events, and a tag or so.
+        rows += 2 + row.try_get::<_, i64>(1)?;
+        if rows >= max_rows {
+            break;
+        }
+    }
     for table in ["events", "signals", "workflow_tags", "workflows"] {
         let column = if table == "workflows" {
             "id"

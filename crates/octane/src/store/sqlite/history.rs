@@ -13,13 +13,22 @@ use crate::store::{StoreError, WorkflowId, WriteOp};
 const EVENT_COLUMNS: &str =
     "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at";
 
+/// The loop events of a workflow: where each loop's active iterations start.
+pub(super) const LOOPS_SQL: &str =
+    "SELECT location, iteration, done FROM events WHERE workflow_id = ?1 AND kind = 4";
+
+/// The read of one active range, bounded above or not. Each shape is its own
+/// statement so that both bounds reach the primary key as a range.
+pub(super) fn range_sql(bounded: bool) -> String {
+    let upper = if bounded { " AND location < ?3" } else { "" };
+    format!("SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = ?1 AND location >= ?2{upper}")
+}
+
 /// The active history: first the loop events (to learn which iterations are
 /// forgotten), then only the key ranges outside forgotten iterations.
 pub(super) fn load(conn: &Connection, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
     let id = id.to_string();
-    let mut loops = conn.prepare_cached(
-        "SELECT location, iteration, done FROM events WHERE workflow_id = ?1 AND kind = 4",
-    )?;
+    let mut loops = conn.prepare_cached(LOOPS_SQL)?;
     let boundaries = loops
         .query_map([&id], |r| {
             Ok((
@@ -42,12 +51,11 @@ pub(super) fn load(conn: &Connection, id: WorkflowId) -> Result<Vec<Event>, Stor
         .collect::<Result<Vec<_>, StoreError>>()?;
     let mut events = Vec::new();
     for range in active_ranges(&forgotten_ranges(boundaries)) {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = ?1 \
-             AND (?2 IS NULL OR location >= ?2) AND (?3 IS NULL OR location < ?3)"
-        );
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map((&id, &range.from, &range.to), read_row)?;
+        let mut stmt = conn.prepare_cached(&range_sql(range.to.is_some()))?;
+        let rows = match &range.to {
+            Some(to) => stmt.query_map((&id, &range.from, to), read_row)?,
+            None => stmt.query_map((&id, &range.from), read_row)?,
+        };
         for row in rows {
             events.push(decode_event(row?)?);
         }

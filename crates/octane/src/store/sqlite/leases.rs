@@ -16,25 +16,43 @@ fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// Leases up to `limit` runnable workflows and reports the next deadline.
-pub(super) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Claimed, StoreError> {
-    if req.names.is_empty() {
-        return Ok(Claimed::default());
-    }
-    let names = placeholders(5, req.names.len());
-    let sql = format!(
+/// The claim for `names` registered workflow names. Its predicate matches
+/// the partial index `workflows_runnable` exactly, so it reads only
+/// unfinished workflows however many finished ones the database holds.
+pub(super) fn claim_sql(names: usize) -> String {
+    format!(
         "UPDATE workflows
          SET state = 'running', lease_owner = ?1, lease_epoch = lease_epoch + 1,
              lease_expires = ?2, wake_at = ?3, updated_at = ?3,
              listening = NULL, waiting_child = NULL
          WHERE id IN (
              SELECT id FROM workflows
-             WHERE state IN ('pending', 'running', 'sleeping') AND wake_at <= ?3
-               AND (lease_expires IS NULL OR lease_expires <= ?3)
-               AND name IN ({names})
+             WHERE state IN ('pending', 'running', 'sleeping') AND name IN ({})
+               AND wake_at <= ?3 AND (lease_expires IS NULL OR lease_expires <= ?3)
              ORDER BY wake_at LIMIT ?4)
-         RETURNING rowid, id, name, input, lease_epoch"
-    );
+         RETURNING rowid, id, name, input, lease_epoch",
+        placeholders(5, names)
+    )
+}
+
+/// The earliest wake-up among waiting workflows of `names`. SQLite uses a
+/// partial index only when the query repeats its predicate, so this states
+/// it in full and then leaves out running workflows.
+pub(super) fn next_wake_sql(names: usize) -> String {
+    format!(
+        "SELECT MIN(wake_at) FROM workflows
+         WHERE state IN ('pending', 'running', 'sleeping') AND name IN ({})
+           AND state <> 'running'",
+        placeholders(1, names)
+    )
+}
+
+/// Leases up to `limit` runnable workflows and reports the next deadline.
+pub(super) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Claimed, StoreError> {
+    if req.names.is_empty() {
+        return Ok(Claimed::default());
+    }
+    let sql = claim_sql(req.names.len());
     let owner = req.owner.to_string();
     let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
     let mut params: Vec<&dyn rusqlite::ToSql> = vec![&owner, &req.expires_at, &req.now, &limit];
@@ -76,13 +94,8 @@ pub(super) fn claim(conn: &Connection, req: &ClaimRequest) -> Result<Claimed, St
             Err(e) => quarantine(conn, rowid, &e, req.now)?,
         }
     }
-    let next_sql = format!(
-        "SELECT MIN(wake_at) FROM workflows
-         WHERE state IN ('pending', 'sleeping') AND name IN ({})",
-        placeholders(1, req.names.len())
-    );
     let next_wake_at = conn
-        .prepare_cached(&next_sql)?
+        .prepare_cached(&next_wake_sql(req.names.len()))?
         .query_row(rusqlite::params_from_iter(&req.names), |r| r.get(0))?;
     Ok(Claimed {
         workflows,

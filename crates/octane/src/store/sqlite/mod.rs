@@ -34,6 +34,7 @@ mod history;
 mod leases;
 mod lifecycle;
 mod migrate;
+mod plans;
 mod rows;
 mod schema;
 mod signals;
@@ -52,8 +53,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{
     Batch, Catalog, Cause, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
-    NewWorkflow, PendingSignal, SignalTarget, Store, StoreError, WorkflowId, WorkflowInfo,
-    WorkflowState,
+    NewWorkflow, PendingSignal, QueryPlan, SignalTarget, Store, StoreError, WorkflowId,
+    WorkflowInfo, WorkflowState,
 };
 use super::{Liveness, WorkerRecord};
 use crate::history::Event;
@@ -233,6 +234,9 @@ fn open_writer(options: &Options) -> Result<Connection, StoreError> {
     // Every statement the store runs stays parsed (the default keeps 16).
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate::migrate(&mut conn)?;
+    // Gathers the statistics the planner lacks (tables whose size changed a
+    // lot since the last look), bounded so that opening stays quick.
+    conn.execute_batch("PRAGMA optimize=0x10002")?;
     Ok(conn)
 }
 
@@ -341,9 +345,9 @@ impl Catalog for SqliteStore {
             .await
     }
 
-    async fn prune(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
+    async fn prune(&self, before: i64, max_rows: usize) -> Result<u64, StoreError> {
         self.writer
-            .write(move |c| workflows::prune(c, before, limit))
+            .write(move |c| workflows::prune(c, before, max_rows))
             .await
     }
 
@@ -356,5 +360,9 @@ impl Catalog for SqliteStore {
         self.writer
             .write(move |c| workflows::control(c, id, control, now))
             .await
+    }
+
+    async fn query_plans(&self) -> Result<Vec<QueryPlan>, StoreError> {
+        self.read(plans::explain_all).await
     }
 }

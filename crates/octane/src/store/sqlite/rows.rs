@@ -1,13 +1,11 @@
 //! Query pieces the workflow and signal modules both need.
 
-use std::collections::BTreeMap;
-
 /// Narrows a query over `workflows` to those carrying every tag in `tags`,
 /// binding each key and value as the next parameters.
-pub(super) fn push_tag_filter(
+pub(super) fn push_tag_filter<'a>(
     sql: &mut String,
     params: &mut Vec<String>,
-    tags: &BTreeMap<String, String>,
+    tags: impl IntoIterator<Item = (&'a String, &'a String)>,
 ) {
     for (k, v) in tags {
         params.push(k.clone());

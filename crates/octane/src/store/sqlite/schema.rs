@@ -98,4 +98,21 @@ CREATE TABLE workers (
 );
 "#,
     ),
+    (
+        5,
+        r#"
+-- Claims and the next-wake query look up runnable workflows by name: keyed
+-- by name first, the index holds only what can run, however many finished
+-- workflows share the name.
+DROP INDEX workflows_runnable;
+CREATE INDEX workflows_runnable ON workflows (name, wake_at)
+    WHERE state IN ('pending', 'running', 'sleeping');
+
+-- A wake-up first reads a workflow's loop events. Covering what that read
+-- needs, the index wins over the primary key, which would walk every event
+-- of the workflow.
+DROP INDEX events_loops;
+CREATE INDEX events_loops ON events (workflow_id, iteration, done) WHERE kind = 4;
+"#,
+    ),
 ];

@@ -1,6 +1,8 @@
 //! Signals: delivery (with the wake-up of a listening workflow in the same
 //! transaction), lookup of pending ones, acknowledgement, cleanup.
 
+use std::collections::BTreeMap;
+
 use rusqlite::{Connection, OptionalExtension};
 
 use super::lifecycle::update;
@@ -32,12 +34,7 @@ pub(super) fn resolve(conn: &Connection, target: &SignalTarget) -> Result<Delive
         // No tags would match every workflow: a target that names nobody.
         SignalTarget::Tags(tags) if tags.is_empty() => Ok(Delivery::NoMatch),
         SignalTarget::Tags(tags) => {
-            let mut sql = String::from(
-                "SELECT id FROM workflows WHERE state NOT IN ('completed', 'failed', 'cancelled')",
-            );
-            let mut params = Vec::new();
-            push_tag_filter(&mut sql, &mut params, tags);
-            sql.push_str(" LIMIT 2");
+            let (sql, params) = tagged_sql(tags);
             let ids = conn
                 .prepare_cached(&sql)?
                 .query_map(rusqlite::params_from_iter(&params), |r| {
@@ -51,6 +48,25 @@ pub(super) fn resolve(conn: &Connection, target: &SignalTarget) -> Result<Delive
             })
         }
     }
+}
+
+/// The unfinished workflows carrying every one of `tags` (not empty), at
+/// most two. The search starts from the first tag's index entries and
+/// then looks each workflow up by id (`CROSS JOIN` fixes that order), so
+/// its cost is the number of workflows with that tag, not the number of
+/// workflows in the database.
+pub(super) fn tagged_sql(tags: &BTreeMap<String, String>) -> (String, Vec<String>) {
+    let mut tags = tags.iter();
+    let (key, value) = tags.next().expect("a tag target names at least one tag");
+    let mut sql = String::from(
+        "SELECT workflows.id FROM workflow_tags t0 CROSS JOIN workflows
+         WHERE t0.key = ?1 AND t0.value = ?2 AND workflows.id = t0.workflow_id
+           AND workflows.state NOT IN ('completed', 'failed', 'cancelled')",
+    );
+    let mut params = vec![key.clone(), value.clone()];
+    push_tag_filter(&mut sql, &mut params, tags);
+    sql.push_str(" LIMIT 2");
+    (sql, params)
 }
 
 fn count_matches(conn: &Connection, sql: &str, params: &[String]) -> Result<usize, StoreError> {
@@ -84,6 +100,11 @@ pub(super) fn deliver(conn: &Connection, signal: &NewSignal) -> Result<Delivery,
     Ok(delivery)
 }
 
+/// A workflow's pending signals of some names (a JSON array), oldest first.
+const PENDING_SQL: &str = "SELECT seq, name, body FROM signals
+     WHERE workflow_id = ?1 AND name IN (SELECT value FROM json_each(?2))
+     ORDER BY seq LIMIT ?3";
+
 pub(super) fn pending(
     conn: &Connection,
     id: WorkflowId,
@@ -96,11 +117,7 @@ pub(super) fn pending(
     })?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = conn
-        .prepare_cached(
-            "SELECT seq, name, body FROM signals
-             WHERE workflow_id = ?1 AND name IN (SELECT value FROM json_each(?2))
-             ORDER BY seq LIMIT ?3",
-        )?
+        .prepare_cached(PENDING_SQL)?
         .query_map((id.to_string(), names_json, limit), |r| {
             Ok(PendingSignal {
                 seq: r.get(0)?,

@@ -137,31 +137,39 @@ fn apply(
     Ok(())
 }
 
+/// The oldest finished workflows last changed before `?1`, at most `?2`.
+pub(super) const PRUNE_SQL: &str = "SELECT id FROM workflows
+     WHERE state IN ('completed', 'failed', 'cancelled') AND updated_at < ?1
+     ORDER BY updated_at LIMIT ?2";
+
 /// Deletes finished workflows last changed before `before`, with their
-/// events, tags and signals.
-pub(super) fn prune(conn: &Connection, before: i64, limit: usize) -> Result<u64, StoreError> {
+/// events, tags and signals, until `max_rows` rows are gone.
+pub(super) fn prune(conn: &Connection, before: i64, max_rows: usize) -> Result<u64, StoreError> {
+    // Every workflow deleted is at least one row: no more candidates than
+    // the bound can be needed.
     let ids = conn
-        .prepare_cached(
-            "SELECT id FROM workflows
-             WHERE state IN ('completed', 'failed', 'cancelled') AND updated_at < ?1
-             ORDER BY updated_at LIMIT ?2",
-        )?
-        .query_map((before, i64::try_from(limit).unwrap_or(i64::MAX)), |r| {
+        .prepare_cached(PRUNE_SQL)?
+        .query_map((before, i64::try_from(max_rows).unwrap_or(i64::MAX)), |r| {
             r.get::<_, String>(0)
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    for table in ["events", "signals", "workflow_tags"] {
-        let mut delete =
-            conn.prepare_cached(&format!("DELETE FROM {table} WHERE workflow_id = ?1"))?;
-        for id in &ids {
-            delete.execute([id])?;
+    let mut rows = 0;
+    let mut pruned = 0;
+    for id in &ids {
+        for table in ["events", "signals", "workflow_tags"] {
+            rows += conn
+                .prepare_cached(&format!("DELETE FROM {table} WHERE workflow_id = ?1"))?
+                .execute([id])?;
+        }
+        rows += conn
+            .prepare_cached("DELETE FROM workflows WHERE id = ?1")?
+            .execute([id])?;
+        pruned += 1;
+        if rows >= max_rows {
+            break;
         }
     }
-    let mut delete = conn.prepare_cached("DELETE FROM workflows WHERE id = ?1")?;
-    for id in &ids {
-        delete.execute([id])?;
-    }
-    Ok(ids.len() as u64)
+    Ok(pruned)
 }
 
 pub(super) fn control(

@@ -1,0 +1,82 @@
+//! `EXPLAIN` of the store's frequent queries, for
+//! [`Catalog::query_plans`](crate::store::Catalog::query_plans).
+
+use deadpool_postgres::Transaction;
+use tokio_postgres::types::ToSql;
+
+use super::{history, leases, signals, workflows};
+use crate::store::{QueryPlan, StoreError};
+
+/// Each frequent query whose table grows with the database's age,
+/// explained with sample parameters. (Signals are deleted once taken, so
+/// their table holds only pending ones.)
+pub(super) async fn explain_all(tx: &Transaction<'_>) -> Result<Vec<QueryPlan>, StoreError> {
+    let id = "00000000-0000-0000-0000-000000000000";
+    let names = vec!["name".to_string()];
+    let key: &[u8] = &[0x01];
+    let (zero, one) = (0_i64, 1_i64);
+    let (k, v) = ("k".to_string(), "v".to_string());
+    let (keys, values) = (vec![k.clone()], vec![v.clone()]);
+    let checks: [(&'static str, &'static str, String, Vec<&(dyn ToSql + Sync)>); 7] = [
+        (
+            "claim",
+            "Index Cond: ((name = ANY",
+            leases::CLAIM_SQL.to_string(),
+            vec![&id, &zero, &zero, &one, &names],
+        ),
+        (
+            "next wake-up",
+            "Index Cond: (name = ANY",
+            leases::NEXT_WAKE_SQL.to_string(),
+            vec![&names],
+        ),
+        (
+            "loop boundaries",
+            "Index Cond: (workflow_id =",
+            history::LOOPS_SQL.to_string(),
+            vec![&id],
+        ),
+        (
+            "active range",
+            "AND (location >= '\\x01'::bytea) AND (location < '\\x01'::bytea))",
+            history::range_sql(true),
+            vec![&id, &key, &key],
+        ),
+        (
+            "last active range",
+            "AND (location >= '\\x01'::bytea))",
+            history::range_sql(false),
+            vec![&id, &key],
+        ),
+        (
+            "signal by tags",
+            "Index Cond: ((key = 'k'::text) AND (value = 'v'::text))",
+            signals::tagged_sql(),
+            vec![&k, &v, &keys, &values, &one],
+        ),
+        (
+            "prune",
+            "Index Cond: (updated_at <",
+            workflows::PRUNE_SQL.to_string(),
+            vec![&zero, &one],
+        ),
+    ];
+    let mut plans = Vec::with_capacity(checks.len());
+    for (query, expects, sql, params) in checks {
+        let lines: Vec<String> = tx
+            .query(&format!("EXPLAIN {sql}"), &params)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let whole_table = lines.iter().any(|l| l.contains("Seq Scan on "));
+        let plan = lines.join("\n");
+        plans.push(QueryPlan {
+            query,
+            expects,
+            uses_index: plan.contains(expects) && !whole_table,
+            plan,
+        });
+    }
+    Ok(plans)
+}

@@ -1,0 +1,29 @@
+//! The store's frequent queries read their indexes by key, on a fresh
+//! database and on one holding many finished workflows: their cost does
+//! not grow as a deployment ages.
+
+mod support;
+
+use octane::store::Store;
+use support::{seed, TestDb};
+
+async fn check_plans(store: &dyn Store, when: &str) {
+    let plans = store.catalog().query_plans().await.unwrap();
+    assert_eq!(plans.len(), 7, "{plans:#?}");
+    for plan in &plans {
+        assert!(
+            plan.uses_index,
+            "{when}: the {} query does not use its index (expected `{}`):\n{}",
+            plan.query, plan.expects, plan.plan
+        );
+    }
+}
+
+async fn frequent_queries_use_their_indexes_however_many_workflows_finished(db: TestDb) {
+    check_plans(&*db.store().await, "fresh database").await;
+    seed::finished_workflows(&db.url, "counter", 20_000, 3).await;
+    // A store opened now plans with the statistics the seeding gathered.
+    check_plans(&*db.store().await, "20,000 finished workflows").await;
+}
+
+support::store_tests!(frequent_queries_use_their_indexes_however_many_workflows_finished);
