@@ -74,6 +74,9 @@ enum Wf {
         /// state_too_large, write_rejected).
         #[arg(long)]
         code: Option<FailureCode>,
+        /// Only workflows dispatched with this idempotency key.
+        #[arg(long)]
+        key: Option<String>,
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -128,6 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     tags,
                     state,
                     code,
+                    key,
                     limit,
                     json,
                 } => {
@@ -135,6 +139,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         name,
                         state,
                         code,
+                        key,
                         tags: tags.into_iter().collect(),
                         limit: Some(limit),
                     };

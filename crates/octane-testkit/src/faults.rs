@@ -232,7 +232,7 @@ impl Store for Faults {
 /// The reads a step makes can fail too; the rest passes through.
 #[async_trait]
 impl Catalog for Faults {
-    async fn create(&self, w: NewWorkflow) -> Result<(), StoreError> {
+    async fn create(&self, w: NewWorkflow) -> Result<WorkflowId, StoreError> {
         self.inner.catalog().create(w).await
     }
     async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {

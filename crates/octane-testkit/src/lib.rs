@@ -247,6 +247,7 @@ pub async fn claim_new(store: &dyn Store, name: &str, input: &str) -> octane::st
             tags: Default::default(),
             now: 1,
             parent: None,
+            key: None,
         })
         .await
         .expect("create the workflow");

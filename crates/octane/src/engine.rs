@@ -15,8 +15,8 @@ use crate::message::{Message, Subscription};
 use crate::runtime::Core;
 use crate::signal::Signal;
 use crate::store::{
-    self, Catalog, Control, ListFilter, NewSignal, NewWorkflow, SignalTarget, Store, WorkflowId,
-    WorkflowInfo, WorkflowState,
+    self, Catalog, Control, DispatchKey, IfFinished, ListFilter, NewSignal, NewWorkflow,
+    SignalTarget, Store, WorkflowId, WorkflowInfo, WorkflowState,
 };
 use crate::worker::WorkerBuilder;
 
@@ -146,6 +146,8 @@ impl Engine {
             engine: self,
             input,
             tags: BTreeMap::new(),
+            key: None,
+            if_finished: IfFinished::default(),
         }
     }
 
@@ -173,7 +175,7 @@ impl Engine {
             workflow: name.to_string(),
             message,
         })?;
-        self.insert(registered.name.to_string(), input.to_string(), tags)
+        self.insert(registered.name.to_string(), input.to_string(), tags, None)
             .await
     }
 
@@ -182,9 +184,11 @@ impl Engine {
         name: String,
         input: String,
         tags: BTreeMap<String, String>,
+        key: Option<DispatchKey>,
     ) -> Result<WorkflowId, Error> {
         let id = WorkflowId::new();
-        self.catalog()
+        let holder = self
+            .catalog()
             .create(NewWorkflow {
                 id,
                 name,
@@ -192,10 +196,27 @@ impl Engine {
                 tags,
                 now: now_ms(),
                 parent: None,
+                key,
             })
             .await?;
-        self.core.env.runnable.notify_one();
-        Ok(id)
+        if holder == id {
+            self.core.env.runnable.notify_one();
+        }
+        Ok(holder)
+    }
+
+    /// The workflow of type `W` dispatched with `key`: the unfinished one,
+    /// or else the newest finished one still stored.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub async fn find<W: Workflow>(&self, key: &str) -> Result<Option<WorkflowInfo>, Error> {
+        let mut found = self
+            .list(ListFilter::default().name(W::NAME).key(key).limit(2))
+            .await?;
+        // Newest first; an unfinished one outranks any finished one.
+        found.sort_by_key(|w| w.state.is_finished());
+        Ok(found.into_iter().next())
     }
 
     /// Waits until the workflow finishes and returns its output.
@@ -519,6 +540,8 @@ pub struct Dispatch<'e, W: Workflow> {
     engine: &'e Engine,
     input: W::Input,
     tags: BTreeMap<String, String>,
+    key: Option<String>,
+    if_finished: IfFinished,
 }
 
 impl<W: Workflow> std::fmt::Debug for Dispatch<'_, W> {
@@ -526,6 +549,8 @@ impl<W: Workflow> std::fmt::Debug for Dispatch<'_, W> {
         f.debug_struct("Dispatch")
             .field("workflow", &W::NAME)
             .field("tags", &self.tags)
+            .field("key", &self.key)
+            .field("if_finished", &self.if_finished)
             .finish_non_exhaustive()
     }
 }
@@ -534,6 +559,42 @@ impl<W: Workflow> Dispatch<'_, W> {
     /// Adds a tag, by which the workflow can be listed and found.
     pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Starts the workflow idempotently: if a workflow of this type was
+    /// dispatched with `key` and has not finished, the dispatch stores
+    /// nothing and returns that workflow's id. Once it has finished, the
+    /// dispatch returns it too, unless [`if_finished`](Self::if_finished)
+    /// says to start a new one. Atomic across processes on both stores.
+    ///
+    /// ```no_run
+    /// # use octane::prelude::*;
+    /// # struct Order;
+    /// # impl Workflow for Order {
+    /// #     const NAME: &'static str = "order";
+    /// #     type Input = u64;
+    /// #     type Output = ();
+    /// #     async fn run(_: &mut WorkflowCtx, _: &u64) -> Result<()> { Ok(()) }
+    /// # }
+    /// # async fn handler(engine: &Engine) -> Result<()> {
+    /// // A retried request finds the order it started the first time.
+    /// let first = engine.dispatch::<Order>(42).key("order-42").await?;
+    /// let again = engine.dispatch::<Order>(42).key("order-42").await?;
+    /// assert_eq!(first, again);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// What a keyed dispatch does when the workflow holding the key has
+    /// finished (default [`IfFinished::Return`]); without a key it has no
+    /// effect.
+    pub fn if_finished(mut self, policy: IfFinished) -> Self {
+        self.if_finished = policy;
         self
     }
 }
@@ -549,7 +610,15 @@ impl<'e, W: Workflow> IntoFuture for Dispatch<'e, W> {
                 message: e.to_string(),
             })?;
             self.engine
-                .insert(W::NAME.to_string(), input, self.tags)
+                .insert(
+                    W::NAME.to_string(),
+                    input,
+                    self.tags,
+                    self.key.map(|key| DispatchKey {
+                        key,
+                        if_finished: self.if_finished,
+                    }),
+                )
                 .await
         })
     }

@@ -78,7 +78,7 @@ pub use octane_macros::Message;
 pub use octane_macros::Signal;
 pub use runtime::DEFAULT_MAX_LOOP_STATE;
 pub use signal::{Listen, Signal};
-pub use store::{FailureCode, ListFilter, WorkflowId, WorkflowInfo, WorkflowState};
+pub use store::{FailureCode, IfFinished, ListFilter, WorkflowId, WorkflowInfo, WorkflowState};
 pub use worker::{Worker, WorkerBuilder};
 
 /// What workflow code needs in scope: `use octane::prelude::*;`.

@@ -189,6 +189,7 @@ fn dispatch<W: Workflow>(
                 tags,
                 now: now_ms(),
                 parent: Some(run.workflow_id),
+                key: None,
             }));
             run.kick();
             Ok(id)

@@ -35,9 +35,10 @@ mod types;
 use async_trait::async_trait;
 
 pub use types::{
-    Batch, ClaimRequest, Claimed, ClaimedWorkflow, Control, Delivery, FailureCode, Lease,
-    ListFilter, Liveness, NewSignal, NewWorkflow, Owner, PendingSignal, QueryPlan, SignalTarget,
-    Suspend, Transition, WorkerRecord, WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
+    Batch, ClaimRequest, Claimed, ClaimedWorkflow, Control, Delivery, DispatchKey, FailureCode,
+    IfFinished, Lease, ListFilter, Liveness, NewSignal, NewWorkflow, Owner, PendingSignal,
+    QueryPlan, SignalTarget, Suspend, Transition, WorkerRecord, WorkflowId, WorkflowInfo,
+    WorkflowState, WriteOp,
 };
 
 pub use error::{mask_password, Cause, StoreError};
@@ -113,8 +114,10 @@ pub trait Store: Send + Sync + 'static {
 /// workflows created, looked up, listed, signalled, controlled and pruned.
 #[async_trait]
 pub trait Catalog: Send + Sync {
-    /// Inserts a new workflow, runnable at once.
-    async fn create(&self, workflow: NewWorkflow) -> Result<(), StoreError>;
+    /// Inserts a new workflow, runnable at once, and returns its id; or,
+    /// when its [`DispatchKey`] is held already (see [`IfFinished`]),
+    /// stores nothing and returns the id of the workflow holding it.
+    async fn create(&self, workflow: NewWorkflow) -> Result<WorkflowId, StoreError>;
 
     /// One workflow, if it exists.
     async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError>;

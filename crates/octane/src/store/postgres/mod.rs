@@ -243,7 +243,7 @@ impl Store for PostgresStore {
 
 #[async_trait]
 impl Catalog for PostgresStore {
-    async fn create(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
+    async fn create(&self, workflow: NewWorkflow) -> Result<WorkflowId, StoreError> {
         in_tx!(self, tx => workflows::create(&tx, &workflow).await?)
     }
 

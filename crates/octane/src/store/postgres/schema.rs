@@ -108,4 +108,16 @@ CREATE INDEX workflows_runnable ON workflows (name, wake_at)
     WHERE state IN ('pending', 'running', 'sleeping');
 "#,
     ),
+    (
+        5,
+        r#"
+-- Idempotent start: at most one unfinished workflow of a name holds a
+-- dispatch key; the newest of any state is found by the second index.
+ALTER TABLE workflows ADD COLUMN dispatch_key TEXT;
+CREATE UNIQUE INDEX workflows_by_key ON workflows (name, dispatch_key)
+    WHERE dispatch_key IS NOT NULL AND state NOT IN ('completed', 'failed', 'cancelled');
+CREATE INDEX workflows_keyed ON workflows (name, dispatch_key, created_at)
+    WHERE dispatch_key IS NOT NULL;
+"#,
+    ),
 ];

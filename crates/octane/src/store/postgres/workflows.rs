@@ -11,8 +11,8 @@ use super::{notify_runnable, signals};
 use crate::store::codec::parse_id;
 use crate::store::lifecycle::{self, Change, Values, RUNNABLE};
 use crate::store::{
-    Control, ListFilter, NewWorkflow, Owner, StoreError, Transition, WorkflowId, WorkflowInfo,
-    WorkflowState,
+    Control, IfFinished, ListFilter, NewWorkflow, Owner, StoreError, Transition, WorkflowId,
+    WorkflowInfo, WorkflowState,
 };
 
 const COLUMNS: &str =
@@ -21,7 +21,25 @@ const COLUMNS: &str =
      (SELECT host FROM workers k WHERE k.id = w.lease_owner),
      (SELECT pid FROM workers k WHERE k.id = w.lease_owner)";
 
-pub(super) async fn create(tx: &Transaction<'_>, wf: &NewWorkflow) -> Result<(), StoreError> {
+/// The workflow of `$1` holding the key `$2`: the unfinished one if any,
+/// else the newest, with whether it finished.
+const HOLDER_SQL: &str = "SELECT id, state IN ('completed', 'failed', 'cancelled') FROM workflows
+     WHERE name = $1 AND dispatch_key = $2 ORDER BY 2, created_at DESC LIMIT 1";
+
+/// Inserts the workflow, unless its key is held. A concurrent dispatch
+/// with the same key meets the unique index `workflows_by_key`: its insert
+/// waits for ours, then does nothing, and it returns our workflow.
+pub(super) async fn create(
+    tx: &Transaction<'_>,
+    wf: &NewWorkflow,
+) -> Result<WorkflowId, StoreError> {
+    if let Some(key) = &wf.key {
+        if let Some((id, finished)) = holder(tx, &wf.name, &key.key).await? {
+            if !finished || key.if_finished == IfFinished::Return {
+                return Ok(id);
+            }
+        }
+    }
     let id = wf.id.to_string();
     let tags = serde_json::to_string(&wf.tags).map_err(|e| StoreError::Corrupt {
         table: "workflows",
@@ -29,20 +47,58 @@ pub(super) async fn create(tx: &Transaction<'_>, wf: &NewWorkflow) -> Result<(),
     })?;
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO workflows (id, name, input, tags, state, wake_at, created_at, updated_at, parent_id)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5, $6)",
+            "INSERT INTO workflows
+             (id, name, input, tags, state, wake_at, created_at, updated_at, parent_id, dispatch_key)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5, $6, $7)
+             ON CONFLICT (name, dispatch_key) WHERE dispatch_key IS NOT NULL
+                 AND state NOT IN ('completed', 'failed', 'cancelled')
+             DO NOTHING",
         )
         .await?;
     let parent = wf.parent.map(|p| p.to_string());
-    tx.execute(&stmt, &[&id, &wf.name, &wf.input, &tags, &wf.now, &parent])
+    let key = wf.key.as_ref().map(|k| &k.key);
+    let inserted = tx
+        .execute(
+            &stmt,
+            &[&id, &wf.name, &wf.input, &tags, &wf.now, &parent, &key],
+        )
         .await?;
+    if inserted == 0 {
+        let key = key.expect("only a keyed insert can conflict");
+        let (holder, _) = holder(tx, &wf.name, key)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                table: "workflows",
+                detail: format!(
+                    "key `{key}` of `{}` conflicted, yet no workflow holds it",
+                    wf.name
+                ),
+            })?;
+        return Ok(holder);
+    }
     let tag = tx
         .prepare_cached("INSERT INTO workflow_tags (workflow_id, key, value) VALUES ($1, $2, $3)")
         .await?;
     for (k, v) in &wf.tags {
         tx.execute(&tag, &[&id, k, v]).await?;
     }
-    notify_runnable(tx).await
+    notify_runnable(tx).await?;
+    Ok(wf.id)
+}
+
+async fn holder(
+    tx: &Transaction<'_>,
+    name: &str,
+    key: &str,
+) -> Result<Option<(WorkflowId, bool)>, StoreError> {
+    let stmt = tx.prepare_cached(HOLDER_SQL).await?;
+    match tx.query_opt(&stmt, &[&name, &key]).await? {
+        None => Ok(None),
+        Some(r) => Ok(Some((
+            parse_id(&r.try_get::<_, String>(0)?)?,
+            r.try_get(1)?,
+        ))),
+    }
 }
 
 pub(super) async fn get(
@@ -72,14 +128,24 @@ pub(super) async fn list(
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM workflows w
              WHERE ($1::text IS NULL OR name = $1) AND ($2::text IS NULL OR state = $2)
-               AND ($7::text IS NULL OR error_code = $7) AND {}
+               AND ($7::text IS NULL OR error_code = $7)
+               AND ($8::text IS NULL OR dispatch_key = $8) AND {}
              ORDER BY created_at DESC, id LIMIT $6",
             has_all_tags(3)
         ))
         .await?;
     tx.query(
         &stmt,
-        &[&filter.name, &state, &keys, &values, &n, &limit, &code],
+        &[
+            &filter.name,
+            &state,
+            &keys,
+            &values,
+            &n,
+            &limit,
+            &code,
+            &filter.key,
+        ],
     )
     .await?
     .iter()

@@ -117,7 +117,9 @@ pub(super) fn apply(
             WriteOp::SendSignal(signal) => {
                 signals::deliver(conn, signal)?;
             }
-            WriteOp::CreateWorkflow(new) => workflows::create(conn, new)?,
+            WriteOp::CreateWorkflow(new) => {
+                workflows::create(conn, new)?;
+            }
         }
     }
     Ok(())

@@ -10,8 +10,8 @@ use super::signals;
 use crate::store::codec::{parse_id, parse_state};
 use crate::store::lifecycle::{self, Change, Values, RUNNABLE};
 use crate::store::{
-    Control, ListFilter, NewWorkflow, Owner, StoreError, Transition, WorkflowId, WorkflowInfo,
-    WorkflowState,
+    Control, IfFinished, ListFilter, NewWorkflow, Owner, StoreError, Transition, WorkflowId,
+    WorkflowInfo, WorkflowState,
 };
 
 const COLUMNS: &str =
@@ -20,24 +20,53 @@ const COLUMNS: &str =
      (SELECT host FROM workers WHERE workers.id = workflows.lease_owner),
      (SELECT pid FROM workers WHERE workers.id = workflows.lease_owner)";
 
-pub(super) fn create(conn: &Connection, wf: &NewWorkflow) -> Result<(), StoreError> {
+/// The workflow of `?1` holding the key `?2`: the unfinished one if any,
+/// else the newest, with whether it finished.
+const HOLDER_SQL: &str = "SELECT id, state IN ('completed', 'failed', 'cancelled') FROM workflows
+     WHERE name = ?1 AND dispatch_key = ?2 ORDER BY 2, created_at DESC LIMIT 1";
+
+/// Inserts the workflow, unless its key is held. The writer runs this job
+/// in one transaction, and the unique index `workflows_by_key` backs it
+/// against other processes' writers: the read and the insert cannot be
+/// split by another holder's creation.
+pub(super) fn create(conn: &Connection, wf: &NewWorkflow) -> Result<WorkflowId, StoreError> {
+    if let Some(key) = &wf.key {
+        let holder: Option<(String, bool)> = conn
+            .prepare_cached(HOLDER_SQL)?
+            .query_row((&wf.name, &key.key), |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((id, finished)) = holder {
+            if !finished || key.if_finished == IfFinished::Return {
+                return parse_id(&id);
+            }
+        }
+    }
     let id = wf.id.to_string();
     let tags = serde_json::to_string(&wf.tags).map_err(|e| StoreError::Corrupt {
         table: "workflows",
         detail: e.to_string(),
     })?;
     conn.prepare_cached(
-        "INSERT INTO workflows (id, name, input, tags, state, wake_at, created_at, updated_at, parent_id)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6)",
+        "INSERT INTO workflows
+         (id, name, input, tags, state, wake_at, created_at, updated_at, parent_id, dispatch_key)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6, ?7)",
     )?
-    .execute((&id, &wf.name, &wf.input, tags, wf.now, wf.parent.map(|p| p.to_string())))?;
+    .execute((
+        &id,
+        &wf.name,
+        &wf.input,
+        tags,
+        wf.now,
+        wf.parent.map(|p| p.to_string()),
+        wf.key.as_ref().map(|k| &k.key),
+    ))?;
     let mut tag = conn.prepare_cached(
         "INSERT INTO workflow_tags (workflow_id, key, value) VALUES (?1, ?2, ?3)",
     )?;
     for (k, v) in &wf.tags {
         tag.execute((&id, k, v))?;
     }
-    Ok(())
+    Ok(wf.id)
 }
 
 pub(super) fn get(conn: &Connection, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {
@@ -66,6 +95,10 @@ pub(super) fn list(
     if let Some(code) = filter.code {
         params.push(code.as_str().to_string());
         sql.push_str(&format!(" AND error_code = ?{}", params.len()));
+    }
+    if let Some(key) = &filter.key {
+        params.push(key.clone());
+        sql.push_str(&format!(" AND dispatch_key = ?{}", params.len()));
     }
     push_tag_filter(&mut sql, &mut params, &filter.tags);
     sql.push_str(&format!(

@@ -1,0 +1,190 @@
+//! Dispatch keys: a second dispatch of the same workflow name and key
+//! finds the first workflow instead of starting another, atomically across
+//! processes, with a per-call policy once that workflow has finished.
+
+mod support;
+
+use octane::prelude::*;
+use octane::{IfFinished, ListFilter, WorkflowState};
+use support::process::{child_db, spawn_child};
+use support::{wait_output, wait_state, TestDb};
+
+#[derive(Serialize, Deserialize)]
+struct Go;
+impl Signal for Go {
+    const NAME: &'static str = "go";
+}
+
+/// Waits for `go`, then returns its input.
+struct Order;
+impl Workflow for Order {
+    const NAME: &'static str = "order";
+    type Input = u64;
+    type Output = u64;
+    async fn run(ctx: &mut WorkflowCtx, n: &u64) -> Result<u64> {
+        ctx.listen::<Go>().await?;
+        Ok(*n)
+    }
+}
+
+/// Another workflow name, to show that keys are per name.
+struct Refund;
+impl Workflow for Refund {
+    const NAME: &'static str = "refund";
+    type Input = u64;
+    type Output = u64;
+    async fn run(_ctx: &mut WorkflowCtx, n: &u64) -> Result<u64> {
+        Ok(*n)
+    }
+}
+
+async fn count(engine: &Engine, filter: ListFilter) -> usize {
+    engine.list(filter.limit(1_000)).await.unwrap().len()
+}
+
+async fn a_second_dispatch_with_a_key_returns_the_first_and_stores_nothing(db: TestDb) {
+    let engine = db.engine().await;
+    let first = engine.dispatch::<Order>(1).key("order-42").await.unwrap();
+    // A retry with another input (a changed request body) changes nothing.
+    let again = engine.dispatch::<Order>(2).key("order-42").await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(count(&engine, ListFilter::default().name("order")).await, 1);
+    assert_eq!(engine.get(first).await.unwrap().input, "1");
+
+    let other_key = engine.dispatch::<Order>(3).key("order-43").await.unwrap();
+    let other_name = engine.dispatch::<Refund>(4).key("order-42").await.unwrap();
+    let unkeyed = engine.dispatch::<Order>(5).await.unwrap();
+    assert!(other_key != first && other_name != first && unkeyed != first);
+    assert_eq!(count(&engine, ListFilter::default().name("order")).await, 3);
+
+    assert_eq!(
+        engine
+            .find::<Order>("order-42")
+            .await
+            .unwrap()
+            .map(|w| w.id),
+        Some(first)
+    );
+    assert_eq!(
+        engine
+            .find::<Refund>("order-42")
+            .await
+            .unwrap()
+            .map(|w| w.id),
+        Some(other_name)
+    );
+    assert!(engine.find::<Order>("order-44").await.unwrap().is_none());
+}
+
+async fn a_finished_holder_is_returned_or_replaced_as_each_call_says(db: TestDb) {
+    let engine = db.engine().await.register::<Order>();
+    let worker = support::fast_worker(&engine);
+    let first = engine.dispatch::<Order>(1).key("k").await.unwrap();
+    wait_state(&engine, first, WorkflowState::Sleeping).await;
+    engine.signal(Go).to(first).await.unwrap();
+    assert_eq!(wait_output::<Order>(&engine, first).await, 1);
+
+    // Return (the default): the key names that run for good.
+    assert_eq!(engine.dispatch::<Order>(2).key("k").await.unwrap(), first);
+    let explicit = engine
+        .dispatch::<Order>(2)
+        .key("k")
+        .if_finished(IfFinished::Return)
+        .await
+        .unwrap();
+    assert_eq!(explicit, first);
+
+    // StartNew: a new run takes the key; while it runs, every dispatch
+    // (whatever its policy) finds it.
+    let second = engine
+        .dispatch::<Order>(3)
+        .if_finished(IfFinished::StartNew)
+        .key("k")
+        .await
+        .unwrap();
+    assert_ne!(second, first);
+    for policy in [IfFinished::StartNew, IfFinished::Return] {
+        let again = engine
+            .dispatch::<Order>(4)
+            .key("k")
+            .if_finished(policy)
+            .await
+            .unwrap();
+        assert_eq!(again, second, "{policy:?}");
+    }
+    assert_eq!(
+        engine.find::<Order>("k").await.unwrap().map(|w| w.id),
+        Some(second)
+    );
+    engine.signal(Go).to(second).await.unwrap();
+    assert_eq!(wait_output::<Order>(&engine, second).await, 3);
+    assert_eq!(
+        engine.find::<Order>("k").await.unwrap().map(|w| w.id),
+        Some(second),
+        "the newest finished run"
+    );
+    assert_eq!(count(&engine, ListFilter::default().key("k")).await, 2);
+    worker.shutdown().await;
+}
+
+/// Rounds of 50 concurrent dispatches of one key each; returns the ids.
+async fn contend(engine: &Engine, rounds: u64) -> Vec<Vec<WorkflowId>> {
+    let mut out = Vec::new();
+    for round in 0..rounds {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..50 {
+            let engine = engine.clone();
+            tasks.spawn(async move {
+                engine
+                    .dispatch::<Order>(i)
+                    .key(format!("contested-{round}"))
+                    .await
+                    .unwrap()
+            });
+        }
+        out.push(tasks.join_all().await);
+    }
+    out
+}
+
+const ROUNDS: u64 = 30;
+
+async fn concurrent_dispatches_from_two_processes_agree_on_one_workflow(db: TestDb) {
+    let engine = db.engine().await;
+    let mut child = spawn_child(&db.url, "dispatching_child");
+    let mine = contend(&engine, ROUNDS).await;
+    let status = child.wait().expect("wait for the child");
+    assert!(status.success(), "the child saw one id per round: {status}");
+    for (round, ids) in mine.iter().enumerate() {
+        assert!(ids.iter().all(|id| *id == ids[0]), "round {round}: {ids:?}");
+        let stored = engine
+            .list(ListFilter::default().key(format!("contested-{round}")))
+            .await
+            .unwrap();
+        assert_eq!(
+            stored.iter().map(|w| w.id).collect::<Vec<_>>(),
+            [ids[0]],
+            "round {round}: one workflow, the one both processes were given"
+        );
+    }
+    assert_eq!(
+        count(&engine, ListFilter::default().name("order")).await,
+        ROUNDS as usize
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "started as a child process by the two-process dispatch test"]
+async fn dispatching_child() {
+    let Some(url) = child_db() else { return };
+    let engine = Engine::open(&url).await.unwrap();
+    for (round, ids) in contend(&engine, ROUNDS).await.iter().enumerate() {
+        assert!(ids.iter().all(|id| *id == ids[0]), "round {round}: {ids:?}");
+    }
+}
+
+support::store_tests!(
+    a_second_dispatch_with_a_key_returns_the_first_and_stores_nothing,
+    a_finished_holder_is_returned_or_replaced_as_each_call_says,
+    concurrent_dispatches_from_two_processes_agree_on_one_workflow,
+);
