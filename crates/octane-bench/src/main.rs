@@ -55,6 +55,9 @@ pub struct Sizes {
     pub long_loop: u64,
     pub signals: u64,
     pub raw_commits: u32,
+    pub aged_finished: u64,
+    pub in_memory_workflows: u64,
+    pub asleep_workflows: u64,
 }
 
 impl Sizes {
@@ -67,6 +70,9 @@ impl Sizes {
                 long_loop: 100_000,
                 signals: 100,
                 raw_commits: 500,
+                aged_finished: 100_000,
+                in_memory_workflows: 2_000,
+                asleep_workflows: 10_000,
             }
         } else {
             Sizes {
@@ -76,6 +82,9 @@ impl Sizes {
                 long_loop: 1_000_000,
                 signals: 1_000,
                 raw_commits: 2_000,
+                aged_finished: 1_000_000,
+                in_memory_workflows: 10_000,
+                asleep_workflows: 100_000,
             }
         }
     }
@@ -84,6 +93,7 @@ impl Sizes {
 /// The JSON keys, in table order; each is measured by `scenarios`.
 const KEYS: &[&str] = &[
     "raw_commits_per_sec",
+    "raw_batched_rows_per_sec",
     "loop_empty_c1",
     "loop_empty_c20",
     "loop_activity_c1",
@@ -91,14 +101,20 @@ const KEYS: &[&str] = &[
     "fanout_wf_per_sec",
     "fanout_p50_ms",
     "fanout_p99_ms",
+    "aged_fanout_wf_per_sec",
+    "commit_p99_ms",
+    "aged_commit_p99_ms",
     "wake_ms_iter10",
     "wake_ms_iter1m",
+    "wake_ms_retain100k",
     "signal_p50_ms",
     "signal_p99_ms",
     "loop_rows_1k",
     "loop_rows_1m",
     "loop_iter_p50_us",
     "loop_iter_p99_us",
+    "rss_kb_per_wf_in_memory",
+    "rss_mb_asleep_in_db",
 ];
 
 #[tokio::main]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use indicatif::ProgressBar;
 use octane::clock::now_ms;
 use octane::prelude::*;
-use octane::{ListFilter, WorkflowState};
+use octane::WorkflowState;
 
 use crate::store::Stores;
 
@@ -40,6 +40,8 @@ struct LoopSpec {
     timed: bool,
     /// Sleep (leaving memory) once, at this iteration.
     park_at: Option<u64>,
+    /// Keep this many forgotten iterations stored (`Repeat::retain`).
+    retain: Option<u64>,
 }
 
 impl LoopSpec {
@@ -51,6 +53,7 @@ impl LoopSpec {
             record_now: false,
             timed: false,
             park_at: None,
+            retain: None,
         }
     }
 }
@@ -62,8 +65,11 @@ impl Workflow for BenchLoop {
     type Output = u64;
     async fn run(ctx: &mut WorkflowCtx, spec: &LoopSpec) -> Result<u64> {
         let spec = *spec;
-        ctx.repeat(0u64)
-            .commit_every(spec.commit_every)
+        let mut repeat = ctx.repeat(0u64).commit_every(spec.commit_every);
+        if let Some(n) = spec.retain {
+            repeat = repeat.retain(n);
+        }
+        repeat
             .run(move |ctx, i| {
                 async move {
                     if spec.timed {
@@ -102,6 +108,24 @@ impl Workflow for ThreeSteps {
             sum += ctx.activity(Noop(n + i)).await?;
         }
         Ok(sum)
+    }
+}
+
+/// Workflows that have reached their wait.
+static WAITING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// One step, then a wait: in memory when short (`sleep_in_memory_below`),
+/// in the database when long.
+struct Waiter;
+impl Workflow for Waiter {
+    const NAME: &'static str = "waiter";
+    type Input = u64;
+    type Output = ();
+    async fn run(ctx: &mut WorkflowCtx, secs: &u64) -> Result<()> {
+        ctx.activity(Noop(*secs)).await?;
+        WAITING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ctx.sleep(Duration::from_secs(*secs)).await?;
+        Ok(())
     }
 }
 
@@ -144,13 +168,25 @@ impl Workflow for Echo {
 }
 
 async fn engine(stores: &Stores) -> anyhow::Result<Engine> {
-    Ok(stores
-        .fresh_engine()
-        .await?
+    Ok(registered(stores.fresh_engine().await?))
+}
+
+/// An engine on a database that already holds `finished` finished
+/// workflows of the fan-out's name (inserted directly, not timed).
+async fn aged_engine(stores: &Stores, finished: u64) -> anyhow::Result<Engine> {
+    let url = stores.fresh_url().await?;
+    Engine::open(&url).await?;
+    octane_testkit::seed::finished_workflows(&url, ThreeSteps::NAME, finished, 3).await;
+    Ok(registered(Engine::open(&url).await?))
+}
+
+fn registered(engine: Engine) -> Engine {
+    engine
         .sleep_in_memory_below(Duration::ZERO)
         .register::<BenchLoop>()
         .register::<ThreeSteps>()
-        .register::<Echo>())
+        .register::<Echo>()
+        .register::<Waiter>()
 }
 
 fn step(progress: &ProgressBar, what: &'static str) {
@@ -235,14 +271,50 @@ pub(crate) async fn run_all(
 
     if wanted(&["fanout_wf_per_sec", "fanout_p50_ms", "fanout_p99_ms"]) {
         step(progress, "fan-out");
-        fanout(stores, sizes, figures).await?;
+        let [wf_per_sec, p50, p99] = fanout(&engine(stores).await?, sizes).await?;
+        figures.insert("fanout_wf_per_sec", wf_per_sec);
+        figures.insert("fanout_p50_ms", p50);
+        figures.insert("fanout_p99_ms", p99);
+    }
+    progress.inc(3);
+    if wanted(&["commit_p99_ms"]) {
+        step(progress, "commit latency");
+        figures.insert(
+            "commit_p99_ms",
+            commit_p99_ms(&engine(stores).await?).await?,
+        );
+    }
+    progress.inc(1);
+    if wanted(&["aged_fanout_wf_per_sec", "aged_commit_p99_ms"]) {
+        step(progress, "seeding an aged database");
+        let aged = aged_engine(stores, sizes.aged_finished).await?;
+        step(progress, "fan-out on an aged database");
+        figures.insert("aged_fanout_wf_per_sec", fanout(&aged, sizes).await?[0]);
+        step(progress, "commit latency on an aged database");
+        figures.insert("aged_commit_p99_ms", commit_p99_ms(&aged).await?);
+    }
+    progress.inc(2);
+
+    if wanted(&["wake_ms_iter10", "wake_ms_iter1m", "wake_ms_retain100k"]) {
+        step(progress, "wake-up cost");
+        let plain = |n| LoopSpec::new(n, 20);
+        figures.insert("wake_ms_iter10", wake_ms(stores, plain(10)).await?);
+        figures.insert(
+            "wake_ms_iter1m",
+            wake_ms(stores, plain(sizes.long_loop)).await?,
+        );
+        // Every iteration records an event, and the last 100,000 forgotten
+        // ones stay stored: a wake-up must read around them.
+        let mut retained = plain(sizes.long_loop);
+        retained.record_now = true;
+        retained.retain = Some(100_000);
+        figures.insert("wake_ms_retain100k", wake_ms(stores, retained).await?);
     }
     progress.inc(3);
 
-    if wanted(&["wake_ms_iter10", "wake_ms_iter1m"]) {
-        step(progress, "wake-up cost");
-        figures.insert("wake_ms_iter10", wake_ms(stores, 10).await?);
-        figures.insert("wake_ms_iter1m", wake_ms(stores, sizes.long_loop).await?);
+    if wanted(&["rss_kb_per_wf_in_memory", "rss_mb_asleep_in_db"]) {
+        step(progress, "memory");
+        rss(stores, sizes, figures).await?;
     }
     progress.inc(2);
 
@@ -262,13 +334,22 @@ pub(crate) async fn run_all(
     step(progress, "raw commits");
     raw.push(stores.raw_commits_per_sec(sizes.raw_commits).await?);
     figures.insert("raw_commits_per_sec", sorted(raw)[1]);
+    if wanted(&["raw_batched_rows_per_sec"]) {
+        step(progress, "raw batched rows");
+        figures.insert(
+            "raw_batched_rows_per_sec",
+            stores
+                .raw_batched_rows_per_sec(sizes.raw_commits / 10)
+                .await?,
+        );
+    }
+    progress.inc(1);
     Ok(())
 }
 
-/// Many workflows at once: throughput, and each workflow's time from
-/// dispatch to completion.
-async fn fanout(stores: &Stores, sizes: &Sizes, figures: &mut Figures) -> anyhow::Result<()> {
-    let engine = engine(stores).await?;
+/// Many workflows at once: throughput, and the median and 99th percentile
+/// of each workflow's time from dispatch to completion (ms).
+async fn fanout(engine: &Engine, sizes: &Sizes) -> anyhow::Result<[f64; 3]> {
     let worker = engine
         .worker()
         .concurrency(sizes.fanout_concurrency)
@@ -282,69 +363,136 @@ async fn fanout(stores: &Stores, sizes: &Sizes, figures: &mut Figures) -> anyhow
         let engine = engine.clone();
         let chunk = chunk.to_vec();
         dispatches.spawn(async move {
+            let mut ids = Vec::with_capacity(chunk.len());
             for i in chunk {
-                engine.dispatch::<ThreeSteps>(i as u64).await?;
+                ids.push(engine.dispatch::<ThreeSteps>(i as u64).await?);
             }
-            anyhow::Ok(())
+            anyhow::Ok(ids)
         });
     }
+    let mut ids = Vec::with_capacity(sizes.fanout_workflows);
     while let Some(r) = dispatches.join_next().await {
-        r??;
+        ids.extend(r??);
     }
-    let done = loop {
-        let done = engine
-            .list(
-                ListFilter::default()
-                    .state(WorkflowState::Completed)
-                    .limit(sizes.fanout_workflows + 1),
-            )
-            .await?;
-        if done.len() == sizes.fanout_workflows {
-            break done;
-        }
-        // Poll rarely (listing every workflow is not free); the end is
-        // taken from the rows' own completion times.
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    // Waiting on each is cheap (a finished one answers at once) and, unlike
+    // listing completed workflows, blind to those an aged database holds.
+    for id in &ids {
+        engine.wait::<ThreeSteps>(*id).await?;
+    }
+    let mut done = Vec::with_capacity(ids.len());
+    for id in ids {
+        done.push(engine.get(id).await?);
+    }
     let end_ms = done.iter().map(|w| w.updated_at).max().unwrap_or(start_ms);
     let elapsed = Duration::from_millis(u64::try_from(end_ms - start_ms)?.max(1));
     worker.shutdown().await;
-    figures.insert(
-        "fanout_wf_per_sec",
-        sizes.fanout_workflows as f64 / elapsed.as_secs_f64(),
-    );
     let latencies = sorted(
         done.iter()
             .map(|w| (w.updated_at - w.created_at) as f64)
             .collect(),
     );
-    figures.insert("fanout_p50_ms", percentile(&latencies, 50));
-    figures.insert("fanout_p99_ms", percentile(&latencies, 99));
+    Ok([
+        sizes.fanout_workflows as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 50),
+        percentile(&latencies, 99),
+    ])
+}
+
+/// The 99th percentile of a loop iteration that commits one activity
+/// (`commit_every(1)`): a commit's latency as the worker's other work
+/// (claims, polling) competes with it.
+async fn commit_p99_ms(engine: &Engine) -> anyhow::Result<f64> {
+    let worker = engine.worker().spawn();
+    let mut spec = LoopSpec::new(1_000, 1);
+    spec.activity = true;
+    spec.timed = true;
+    ITERATION_STARTS.lock().unwrap().clear();
+    let id = engine.dispatch::<BenchLoop>(spec).await?;
+    engine.wait::<BenchLoop>(id).await?;
+    worker.shutdown().await;
+    let starts = std::mem::take(&mut *ITERATION_STARTS.lock().unwrap());
+    let gaps = sorted(
+        starts
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
+            .collect(),
+    );
+    Ok(percentile(&gaps, 99))
+}
+
+/// The resident memory of this process, in KiB (Linux).
+fn rss_kb() -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/self/status"))?;
+    Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
+}
+
+/// Memory per workflow waiting in memory (a 10-minute sleep held in memory),
+/// and the growth while many more are asleep in the database.
+async fn rss(stores: &Stores, sizes: &Sizes, figures: &mut Figures) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    for (key, n, in_memory) in [
+        ("rss_kb_per_wf_in_memory", sizes.in_memory_workflows, true),
+        ("rss_mb_asleep_in_db", sizes.asleep_workflows, false),
+    ] {
+        let engine = engine(stores).await?.sleep_in_memory_below(if in_memory {
+            Duration::from_secs(3_600)
+        } else {
+            Duration::ZERO
+        });
+        let worker = engine.worker().concurrency(n as usize + 1).spawn();
+        WAITING.store(0, Ordering::Relaxed);
+        let before = rss_kb()?;
+        for _ in 0..n {
+            engine.dispatch::<Waiter>(600).await?;
+        }
+        while WAITING.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The last few reach their sleep just after the counter.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let grown = rss_kb()? - before;
+        figures.insert(
+            key,
+            if in_memory {
+                grown / n as f64
+            } else {
+                grown / 1024.0
+            },
+        );
+        drop(worker);
+    }
     Ok(())
 }
 
 /// Time from a parked loop's deadline to its completion: waking it, loading
 /// its checkpoint and active history, and replaying to the end.
-async fn wake_ms(stores: &Stores, iterations: u64) -> anyhow::Result<f64> {
+async fn wake_ms(stores: &Stores, mut spec: LoopSpec) -> anyhow::Result<f64> {
     let engine = engine(stores).await?;
     let worker = engine
         .worker()
         .poll_interval(Duration::from_secs(5))
         .spawn();
-    let mut spec = LoopSpec::new(iterations + 1, 20);
-    spec.park_at = Some(iterations);
+    spec.park_at = Some(spec.iterations);
+    spec.iterations += 1;
     let id = engine.dispatch::<BenchLoop>(spec).await?;
-    let wake_at = loop {
+    // The wake-up is due at the sleep's deadline, or when the suspension
+    // committed if that was later (a loop that ran ahead of its writes
+    // first waits for them to land).
+    let due = loop {
         let info = engine.get(id).await?;
         if info.state == WorkflowState::Sleeping {
-            break info.wake_at.unwrap_or_default();
+            break info.wake_at.unwrap_or_default().max(info.updated_at);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     engine.wait::<BenchLoop>(id).await?;
     let done = engine.get(id).await?.updated_at;
     worker.shutdown().await;
-    Ok((done - wake_at) as f64)
+    Ok((done - due) as f64)
 }
 
 /// Latency from `Engine::signal` to the next step of a workflow that

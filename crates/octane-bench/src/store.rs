@@ -26,7 +26,7 @@ impl Stores {
         Ok(Engine::open(&self.fresh_url().await?).await?)
     }
 
-    async fn fresh_url(&self) -> anyhow::Result<String> {
+    pub(crate) async fn fresh_url(&self) -> anyhow::Result<String> {
         match self {
             Stores::Sqlite(dir) => {
                 let name = format!("{}.db", uuid::Uuid::new_v4().simple());
@@ -78,6 +78,69 @@ impl Stores {
                 Ok(f64::from(n) / start.elapsed().as_secs_f64())
             }
         }
+    }
+}
+
+impl Stores {
+    /// Rows per second in durable transactions of 512 rows the size of an
+    /// event row, one writer: the physical limit for fan-out, whose
+    /// commits share transactions.
+    pub(crate) async fn raw_batched_rows_per_sec(&self, transactions: u32) -> anyhow::Result<f64> {
+        const ROWS: i64 = 512;
+        // A workflow id, an encoded location, a name, a small JSON output.
+        let row = |i: i64| {
+            (
+                format!("{:08x}-0000-4000-8000-000000000000", i / 8),
+                i.to_be_bytes().to_vec(),
+                "noop",
+                format!("{{\"value\":{i}}}"),
+            )
+        };
+        let start = Instant::now();
+        match self {
+            Stores::Sqlite(dir) => {
+                let mut conn = rusqlite::Connection::open(dir.path().join("raw_rows.db"))?;
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+                conn.pragma_update(None, "synchronous", "FULL")?;
+                conn.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS e (w TEXT, l BLOB, n TEXT, d TEXT,
+                     PRIMARY KEY (w, l)) WITHOUT ROWID",
+                )?;
+                for t in 0..i64::from(transactions) {
+                    let tx = conn.transaction()?;
+                    {
+                        let mut stmt =
+                            tx.prepare_cached("INSERT INTO e VALUES (?1, ?2, ?3, ?4)")?;
+                        for i in t * ROWS..(t + 1) * ROWS {
+                            stmt.execute(row(i))?;
+                        }
+                    }
+                    tx.commit()?;
+                }
+            }
+            Stores::Postgres(_) => {
+                let mut client = connect(&self.fresh_url().await?).await?;
+                client
+                    .batch_execute(
+                        "CREATE TABLE e (w TEXT, l BYTEA, n TEXT, d TEXT, PRIMARY KEY (w, l))",
+                    )
+                    .await?;
+                for t in 0..i64::from(transactions) {
+                    let tx = client.transaction().await?;
+                    let stmt = tx.prepare("INSERT INTO e VALUES ($1, $2, $3, $4)").await?;
+                    // Pipelined: the rows go out without waiting on each other.
+                    let rows: Vec<_> = (t * ROWS..(t + 1) * ROWS).map(row).collect();
+                    let params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 4]> = rows
+                        .iter()
+                        .map(|(w, l, n, d)| [w as _, l as _, n as _, d as _])
+                        .collect();
+                    let inserts = params.iter().map(|p| tx.execute(&stmt, p));
+                    futures::future::try_join_all(inserts).await?;
+                    tx.commit().await?;
+                }
+            }
+        }
+        Ok((i64::from(transactions) * ROWS) as f64 / start.elapsed().as_secs_f64())
     }
 }
 
