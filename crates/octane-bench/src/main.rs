@@ -107,6 +107,7 @@ const KEYS: &[&str] = &[
     "wake_ms_iter10",
     "wake_ms_iter1m",
     "wake_ms_retain100k",
+    "loop_state_ms_iter1m",
     "signal_p50_ms",
     "signal_p99_ms",
     "loop_rows_1k",

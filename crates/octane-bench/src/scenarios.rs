@@ -42,6 +42,8 @@ struct LoopSpec {
     park_at: Option<u64>,
     /// Keep this many forgotten iterations stored (`Repeat::retain`).
     retain: Option<u64>,
+    /// How long the parked sleep lasts.
+    park_ms: u64,
 }
 
 impl LoopSpec {
@@ -54,6 +56,7 @@ impl LoopSpec {
             timed: false,
             park_at: None,
             retain: None,
+            park_ms: 300,
         }
     }
 }
@@ -82,7 +85,7 @@ impl Workflow for BenchLoop {
                         ctx.now()?;
                     }
                     if spec.park_at == Some(*i) {
-                        ctx.sleep(Duration::from_millis(300)).await?;
+                        ctx.sleep(Duration::from_millis(spec.park_ms)).await?;
                     }
                     *i += 1;
                     Ok(if *i == spec.iterations {
@@ -312,6 +315,15 @@ pub(crate) async fn run_all(
     }
     progress.inc(3);
 
+    if wanted(&["loop_state_ms_iter1m"]) {
+        step(progress, "loop state");
+        figures.insert(
+            "loop_state_ms_iter1m",
+            loop_state_ms(stores, sizes.long_loop).await?,
+        );
+    }
+    progress.inc(1);
+
     if wanted(&["rss_kb_per_wf_in_memory", "rss_mb_asleep_in_db"]) {
         step(progress, "memory");
         rss(stores, sizes, figures).await?;
@@ -418,6 +430,34 @@ async fn commit_p99_ms(engine: &Engine) -> anyhow::Result<f64> {
             .collect(),
     );
     Ok(percentile(&gaps, 99))
+}
+
+/// Reading the checkpoint of a loop parked at iteration `iterations` with
+/// `Engine::loop_state` (no worker involved): the median of 100 reads, ms.
+async fn loop_state_ms(stores: &Stores, iterations: u64) -> anyhow::Result<f64> {
+    let engine = engine(stores).await?;
+    let worker = engine.worker().spawn();
+    let mut spec = LoopSpec::new(iterations + 1, 20);
+    spec.park_at = Some(iterations);
+    spec.park_ms = 600_000;
+    let id = engine.dispatch::<BenchLoop>(spec).await?;
+    while engine.get(id).await?.state != WorkflowState::Sleeping {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.shutdown().await;
+    let mut reads = Vec::with_capacity(100);
+    for _ in 0..100 {
+        let start = Instant::now();
+        let state: octane::LoopState<u64> = engine.loop_state(id).await?;
+        reads.push(start.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(
+            state.iteration == iterations && state.state == iterations,
+            "checkpoint at {} with state {}",
+            state.iteration,
+            state.state
+        );
+    }
+    Ok(percentile(&sorted(reads), 50))
 }
 
 /// The resident memory of this process, in KiB (Linux).

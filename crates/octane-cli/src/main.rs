@@ -77,6 +77,10 @@ enum Wf {
         /// Only workflows dispatched with this idempotency key.
         #[arg(long)]
         key: Option<String>,
+        /// The page after this cursor (printed as `more: --after …` at the
+        /// end of a full page).
+        #[arg(long)]
+        after: Option<octane::ListCursor>,
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -132,6 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     state,
                     code,
                     key,
+                    after,
                     limit,
                     json,
                 } => {
@@ -140,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         state,
                         code,
                         key,
+                        after,
                         tags: tags.into_iter().collect(),
                         limit: Some(limit),
                     };

@@ -22,7 +22,8 @@ pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {
 }
 
 pub(crate) async fn list(engine: &Engine, filter: ListFilter, json: bool) -> anyhow::Result<()> {
-    let workflows = engine.list(filter).await?;
+    let page = engine.list_page(filter).await?;
+    let workflows = page.workflows;
     if json {
         println!("{}", serde_json::to_string_pretty(&workflows)?);
         return Ok(());
@@ -56,6 +57,9 @@ pub(crate) async fn list(engine: &Engine, filter: ListFilter, json: bool) -> any
         workflows.len(),
         if workflows.len() == 1 { "" } else { "s" }
     );
+    if let Some(next) = page.next {
+        println!("more: --after {next}");
+    }
     Ok(())
 }
 

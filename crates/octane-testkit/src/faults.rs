@@ -221,6 +221,9 @@ impl Store for Faults {
         self.enter(Op::Renew).await?;
         self.inner.renew(l, e).await
     }
+    async fn expire_deadlines(&self, now: i64) -> Result<Vec<WorkflowId>, StoreError> {
+        self.inner.expire_deadlines(now).await
+    }
     fn catalog(&self) -> &dyn Catalog {
         self
     }
@@ -244,6 +247,9 @@ impl Catalog for Faults {
     }
     async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
         self.inner.catalog().all_events(id).await
+    }
+    async fn loop_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+        self.inner.catalog().loop_events(id).await
     }
     async fn send_signal(&self, s: NewSignal) -> Result<Delivery, StoreError> {
         self.enter(Op::SendSignal).await?;

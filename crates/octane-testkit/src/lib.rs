@@ -248,6 +248,7 @@ pub async fn claim_new(store: &dyn Store, name: &str, input: &str) -> octane::st
             now: 1,
             parent: None,
             key: None,
+            deadline_at: None,
         })
         .await
         .expect("create the workflow");

@@ -15,8 +15,8 @@ use crate::message::{Message, Subscription};
 use crate::runtime::Core;
 use crate::signal::Signal;
 use crate::store::{
-    self, Catalog, Control, DispatchKey, IfFinished, ListFilter, NewSignal, NewWorkflow,
-    SignalTarget, Store, WorkflowId, WorkflowInfo, WorkflowState,
+    self, Catalog, Control, DispatchKey, IfFinished, ListCursor, ListFilter, NewSignal,
+    NewWorkflow, SignalTarget, Store, WorkflowId, WorkflowInfo, WorkflowState,
 };
 use crate::worker::WorkerBuilder;
 
@@ -148,6 +148,7 @@ impl Engine {
             tags: BTreeMap::new(),
             key: None,
             if_finished: IfFinished::default(),
+            deadline: None,
         }
     }
 
@@ -175,8 +176,13 @@ impl Engine {
             workflow: name.to_string(),
             message,
         })?;
-        self.insert(registered.name.to_string(), input.to_string(), tags, None)
-            .await
+        self.insert(
+            registered.name.to_string(),
+            input.to_string(),
+            tags,
+            Options::default(),
+        )
+        .await
     }
 
     async fn insert(
@@ -184,9 +190,10 @@ impl Engine {
         name: String,
         input: String,
         tags: BTreeMap<String, String>,
-        key: Option<DispatchKey>,
+        options: Options,
     ) -> Result<WorkflowId, Error> {
         let id = WorkflowId::new();
+        let now = now_ms();
         let holder = self
             .catalog()
             .create(NewWorkflow {
@@ -194,9 +201,12 @@ impl Engine {
                 name,
                 input,
                 tags,
-                now: now_ms(),
+                now,
                 parent: None,
-                key,
+                key: options.key,
+                deadline_at: options
+                    .deadline
+                    .map(|d| now.saturating_add(crate::clock::duration_ms(d))),
             })
             .await?;
         if holder == id {
@@ -259,7 +269,10 @@ impl Engine {
                     })
                 }
                 WorkflowState::Cancelled => {
-                    return Err(Error::WorkflowCancelled { workflow_id: id })
+                    return Err(Error::WorkflowCancelled {
+                        workflow_id: id,
+                        reason: info.error.unwrap_or_else(|| "cancelled".into()),
+                    })
                 }
                 WorkflowState::Parked => {
                     return Err(Error::WorkflowParked {
@@ -295,6 +308,27 @@ impl Engine {
     /// A store error.
     pub async fn list(&self, filter: ListFilter) -> Result<Vec<WorkflowInfo>, Error> {
         Ok(self.catalog().list(filter).await?)
+    }
+
+    /// One page of the workflows matching `filter`, newest first: at most
+    /// `filter.limit` (default 100), and the cursor to pass as
+    /// [`ListFilter::after`] for the next page, `None` on the last.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn list_page(&self, mut filter: ListFilter) -> Result<Page, Error> {
+        let limit = filter.limit.unwrap_or(100);
+        // One more than asked tells whether another page follows.
+        filter.limit = Some(limit + 1);
+        let mut workflows = self.catalog().list(filter).await?;
+        let more = workflows.len() > limit;
+        workflows.truncate(limit);
+        let next = if more {
+            workflows.last().map(ListCursor::after)
+        } else {
+            None
+        };
+        Ok(Page { workflows, next })
     }
 
     /// Cancels a workflow that has not finished. Its worker's next write is
@@ -534,6 +568,15 @@ impl<S: Signal> SignalBuilder<'_, S> {
     }
 }
 
+/// One page of [`Engine::list_page`].
+#[derive(Clone, Debug)]
+pub struct Page {
+    /// The workflows, newest first.
+    pub workflows: Vec<WorkflowInfo>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<ListCursor>,
+}
+
 /// A workflow about to be dispatched; `.await` it to store it.
 #[must_use = "a dispatch does nothing until awaited"]
 pub struct Dispatch<'e, W: Workflow> {
@@ -542,6 +585,14 @@ pub struct Dispatch<'e, W: Workflow> {
     tags: BTreeMap<String, String>,
     key: Option<String>,
     if_finished: IfFinished,
+    deadline: Option<Duration>,
+}
+
+/// What a dispatch may add to the workflow it stores.
+#[derive(Default)]
+struct Options {
+    key: Option<DispatchKey>,
+    deadline: Option<Duration>,
 }
 
 impl<W: Workflow> std::fmt::Debug for Dispatch<'_, W> {
@@ -551,6 +602,7 @@ impl<W: Workflow> std::fmt::Debug for Dispatch<'_, W> {
             .field("tags", &self.tags)
             .field("key", &self.key)
             .field("if_finished", &self.if_finished)
+            .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -597,6 +649,17 @@ impl<W: Workflow> Dispatch<'_, W> {
         self.if_finished = policy;
         self
     }
+
+    /// Cancels the workflow if it has not finished `after` from now: a
+    /// worker cancels it within half a second of the deadline, whether it
+    /// sleeps, waits for a signal or runs an activity (whose result is then
+    /// never recorded). `wait` returns [`Error::WorkflowCancelled`] with
+    /// the reason `deadline passed`, and a parent waiting on it is told as
+    /// for any cancelled child.
+    pub fn deadline(mut self, after: Duration) -> Self {
+        self.deadline = Some(after);
+        self
+    }
 }
 
 impl<'e, W: Workflow> IntoFuture for Dispatch<'e, W> {
@@ -614,10 +677,13 @@ impl<'e, W: Workflow> IntoFuture for Dispatch<'e, W> {
                     W::NAME.to_string(),
                     input,
                     self.tags,
-                    self.key.map(|key| DispatchKey {
-                        key,
-                        if_finished: self.if_finished,
-                    }),
+                    Options {
+                        key: self.key.map(|key| DispatchKey {
+                            key,
+                            if_finished: self.if_finished,
+                        }),
+                        deadline: self.deadline,
+                    },
                 )
                 .await
         })

@@ -82,11 +82,14 @@ pub enum Error {
         message: String,
     },
 
-    /// The workflow was cancelled.
-    #[error("workflow {workflow_id} was cancelled")]
+    /// The workflow was cancelled: by request, or because its deadline
+    /// passed.
+    #[error("workflow {workflow_id} was cancelled: {reason}")]
     WorkflowCancelled {
         /// The workflow.
         workflow_id: WorkflowId,
+        /// Why, as recorded: `cancelled` or `deadline passed`.
+        reason: String,
     },
 
     /// The id belongs to a workflow of another type than the caller named.
@@ -155,6 +158,15 @@ pub enum Error {
         size: usize,
         /// The cap.
         cap: usize,
+    },
+
+    /// The workflow has no unfinished loop (at the location asked for).
+    #[error("workflow {workflow_id} has no unfinished loop{}", location.as_ref().map(|l| format!(" at {l}")).unwrap_or_default())]
+    NoLoop {
+        /// The workflow.
+        workflow_id: WorkflowId,
+        /// The location asked for, if one was.
+        location: Option<Location>,
     },
 
     /// The workflow is not in a state the operation applies to.

@@ -53,6 +53,7 @@ mod ctx;
 mod engine;
 mod error;
 pub mod history;
+mod loop_state;
 pub mod loops;
 mod message;
 mod runtime;
@@ -68,8 +69,9 @@ pub mod __private {
 
 pub use activity::{Activity, ActivityCtx, RetryPolicy};
 pub use ctx::{Child, Join, MessageSend, SignalDraft, SignalSend, Workflow, WorkflowCtx};
-pub use engine::{Dispatch, Engine, HistoryEntry, SignalBuilder};
+pub use engine::{Dispatch, Engine, HistoryEntry, Page, SignalBuilder};
 pub use error::{Error, HISTORY_DIVERGED};
+pub use loop_state::LoopState;
 pub use loops::{Loop, Repeat};
 pub use message::{Message, Subscription};
 /// Derives [`Message`](trait@Message) (name: the type's in snake case, or `#[message(name = "…")]`).
@@ -78,7 +80,9 @@ pub use octane_macros::Message;
 pub use octane_macros::Signal;
 pub use runtime::DEFAULT_MAX_LOOP_STATE;
 pub use signal::{Listen, Signal};
-pub use store::{FailureCode, IfFinished, ListFilter, WorkflowId, WorkflowInfo, WorkflowState};
+pub use store::{
+    FailureCode, IfFinished, ListCursor, ListFilter, WorkflowId, WorkflowInfo, WorkflowState,
+};
 pub use worker::{Worker, WorkerBuilder};
 
 /// What workflow code needs in scope: `use octane::prelude::*;`.

@@ -9,7 +9,7 @@ use support::{seed, TestDb};
 
 async fn check_plans(store: &dyn Store, when: &str) {
     let plans = store.catalog().query_plans().await.unwrap();
-    assert_eq!(plans.len(), 7, "{plans:#?}");
+    assert_eq!(plans.len(), 8, "{plans:#?}");
     for plan in &plans {
         assert!(
             plan.uses_index,
@@ -20,7 +20,13 @@ async fn check_plans(store: &dyn Store, when: &str) {
 }
 
 async fn frequent_queries_use_their_indexes_however_many_workflows_finished(db: TestDb) {
-    check_plans(&*db.store().await, "fresh database").await;
+    // PostgreSQL plans a table it holds no statistics for as a few pages,
+    // where reading it whole is the right plan; its plans matter, and are
+    // checked, once the tables have rows and statistics.
+    let fresh = db.store().await;
+    if !db.is_postgres() {
+        check_plans(&*fresh, "fresh database").await;
+    }
     seed::finished_workflows(&db.url, "counter", 20_000, 3).await;
     // A store opened now plans with the statistics the seeding gathered.
     check_plans(&*db.store().await, "20,000 finished workflows").await;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use super::{encode, Interrupt, Step, WorkflowCtx};
-use crate::clock::now_ms;
+use crate::clock::{duration_ms, now_ms};
 use crate::ctx::Workflow;
 use crate::error::Error;
 use crate::history::{input_hash, Event, EventKind};
@@ -18,6 +18,7 @@ impl WorkflowCtx {
             ctx: self,
             input,
             tags: BTreeMap::new(),
+            deadline: None,
             _type: PhantomData,
         }
     }
@@ -29,6 +30,7 @@ pub struct Child<'c, W: Workflow> {
     ctx: &'c mut WorkflowCtx,
     input: W::Input,
     tags: BTreeMap<String, String>,
+    deadline: Option<std::time::Duration>,
     _type: PhantomData<fn() -> W>,
 }
 
@@ -49,6 +51,14 @@ impl<W: Workflow> Child<'_, W> {
         self
     }
 
+    /// Cancels the child if it has not finished `after` from its start, as
+    /// [`Dispatch::deadline`](crate::Dispatch::deadline) does; waiting on
+    /// it then returns [`Error::ChildFailed`] saying the deadline passed.
+    pub fn deadline(mut self, after: std::time::Duration) -> Self {
+        self.deadline = Some(after);
+        self
+    }
+
     /// Adds tags to the child.
     pub fn tags<K: Into<String>, V: Into<String>>(
         mut self,
@@ -66,9 +76,13 @@ impl<W: Workflow> Child<'_, W> {
     /// A step error.
     pub async fn dispatch(self) -> Result<WorkflowId, Error> {
         let Child {
-            ctx, input, tags, ..
+            ctx,
+            input,
+            tags,
+            deadline,
+            ..
         } = self;
-        dispatch::<W>(ctx, input, tags)
+        dispatch::<W>(ctx, input, tags, deadline)
     }
 
     /// Starts the child and waits for its output. The outcome is recorded in
@@ -80,9 +94,13 @@ impl<W: Workflow> Child<'_, W> {
     /// [`Error::Yield`] while waiting; a step error.
     pub async fn output(self) -> Result<W::Output, Error> {
         let Child {
-            ctx, input, tags, ..
+            ctx,
+            input,
+            tags,
+            deadline,
+            ..
         } = self;
-        let child = dispatch::<W>(ctx, input, tags)?;
+        let child = dispatch::<W>(ctx, input, tags, deadline)?;
         let (step, req) = ctx.resolve(EventKind::ChildOutput, W::NAME, 0)?;
         let location = match step {
             Step::Replay(e) if e.done => {
@@ -167,6 +185,7 @@ fn dispatch<W: Workflow>(
     ctx: &mut WorkflowCtx,
     input: W::Input,
     tags: BTreeMap<String, String>,
+    deadline: Option<std::time::Duration>,
 ) -> Result<WorkflowId, Error> {
     let input = encode(&format!("input of workflow `{}`", W::NAME), &input)?;
     let (step, req) = ctx.resolve(
@@ -182,14 +201,16 @@ fn dispatch<W: Workflow>(
             run.defer(WriteOp::Put(
                 Event::new(location, &req).finished(encode("child workflow id", &id)?),
             ));
+            let now = now_ms();
             run.defer(WriteOp::CreateWorkflow(NewWorkflow {
                 id,
                 name: W::NAME.to_string(),
                 input,
                 tags,
-                now: now_ms(),
+                now,
                 parent: Some(run.workflow_id),
                 key: None,
+                deadline_at: deadline.map(|d| now.saturating_add(duration_ms(d))),
             }));
             run.kick();
             Ok(id)

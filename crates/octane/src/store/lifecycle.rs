@@ -129,13 +129,19 @@ pub(crate) fn of_transition(t: &Transition) -> Option<Change> {
 
 /// What an operator's control does to a workflow in state `before`;
 /// `None` when it does not apply.
+/// Cancels an unfinished workflow, recording why.
+pub(crate) const CANCEL: Change = Change {
+    state: WorkflowState::Cancelled,
+    error: Set::To(Param::Error),
+    ..FINISHED
+};
+
+/// The error of a workflow cancelled because its deadline passed.
+pub(crate) const DEADLINE_PASSED: &str = "deadline passed";
+
 pub(crate) fn of_control(control: Control, before: WorkflowState) -> Option<Change> {
     match control {
-        Control::Cancel if !before.is_finished() => Some(Change {
-            state: WorkflowState::Cancelled,
-            error: Set::To(Param::Error),
-            ..FINISHED
-        }),
+        Control::Cancel if !before.is_finished() => Some(CANCEL),
         Control::Wake if matches!(before, WorkflowState::Parked | WorkflowState::Sleeping) => {
             Some(Change {
                 error: Set::Clear,
@@ -246,6 +252,15 @@ impl<'a> Values<'a> {
     pub(super) fn at(now: i64) -> Self {
         Values {
             now,
+            ..Values::default()
+        }
+    }
+
+    /// The values of a cancellation at the workflow's deadline.
+    pub(super) fn deadline(now: i64) -> Self {
+        Values {
+            now,
+            error: Some(DEADLINE_PASSED),
             ..Values::default()
         }
     }

@@ -36,9 +36,9 @@ use async_trait::async_trait;
 
 pub use types::{
     Batch, ClaimRequest, Claimed, ClaimedWorkflow, Control, Delivery, DispatchKey, FailureCode,
-    IfFinished, Lease, ListFilter, Liveness, NewSignal, NewWorkflow, Owner, PendingSignal,
-    QueryPlan, SignalTarget, Suspend, Transition, WorkerRecord, WorkflowId, WorkflowInfo,
-    WorkflowState, WriteOp,
+    IfFinished, Lease, ListCursor, ListFilter, Liveness, NewSignal, NewWorkflow, Owner,
+    PendingSignal, QueryPlan, SignalTarget, Suspend, Transition, WorkerRecord, WorkflowId,
+    WorkflowInfo, WorkflowState, WriteOp,
 };
 
 pub use error::{mask_password, Cause, StoreError};
@@ -93,6 +93,11 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Cancels every unfinished workflow whose deadline is at or before
+    /// `now`, as [`Control::Cancel`] would (its signals dropped, its parent
+    /// woken), with an error that says the deadline passed; returns them.
+    async fn expire_deadlines(&self, now: i64) -> Result<Vec<WorkflowId>, StoreError>;
+
     /// Ends at once the leases held by registered workers other than `me`
     /// whose liveness is gone (their process died); returns how many
     /// workflows became claimable. A worker that is alive but slow or cut
@@ -124,6 +129,11 @@ pub trait Catalog: Send + Sync {
 
     /// Workflows matching `filter`, newest first.
     async fn list(&self, filter: ListFilter) -> Result<Vec<WorkflowInfo>, StoreError>;
+
+    /// A workflow's loop events (each loop's checkpoint, or its output once
+    /// it ended), in history order: one indexed read however long the
+    /// loops have run.
+    async fn loop_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError>;
 
     /// Every stored event of a workflow, forgotten ones included (for
     /// inspection tools).

@@ -274,6 +274,8 @@ pub struct NewWorkflow {
     pub parent: Option<WorkflowId>,
     /// Start it only if no workflow of this name holds this key.
     pub key: Option<DispatchKey>,
+    /// When it is cancelled if still unfinished (ms since the epoch).
+    pub deadline_at: Option<i64>,
 }
 
 /// An idempotency key for starting a workflow: a dispatch of the same name
@@ -528,6 +530,9 @@ pub struct ListFilter {
     pub tags: BTreeMap<String, String>,
     /// Only workflows dispatched with this key.
     pub key: Option<String>,
+    /// Only workflows after this one in list order (newest first): the
+    /// next page after a page that ended there.
+    pub after: Option<ListCursor>,
     /// At most this many (default 100).
     pub limit: Option<usize>,
 }
@@ -548,6 +553,13 @@ impl ListFilter {
     /// Filter by failure code.
     pub fn code(mut self, code: FailureCode) -> Self {
         self.code = Some(code);
+        self
+    }
+
+    /// Start after `cursor` (keyset pagination: as fast on the last page of
+    /// a million workflows as on the first).
+    pub fn after(mut self, cursor: ListCursor) -> Self {
+        self.after = Some(cursor);
         self
     }
 
@@ -609,4 +621,43 @@ pub struct QueryPlan {
     /// Whether the plan contains `expects` and reads no table whole; when
     /// false, the query's cost grows with the table.
     pub uses_index: bool,
+}
+
+/// A position in list order (newest first, then by id): where a page
+/// ended. Printed as `CREATED_AT.ID` and parsed back, for URLs and the CLI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListCursor {
+    /// The `created_at` of the last workflow of the page.
+    pub created_at: i64,
+    /// Its id.
+    pub id: WorkflowId,
+}
+
+impl ListCursor {
+    /// The cursor just after `workflow`.
+    pub fn after(workflow: &WorkflowInfo) -> Self {
+        ListCursor {
+            created_at: workflow.created_at,
+            id: workflow.id,
+        }
+    }
+}
+
+impl std::fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.created_at, self.id)
+    }
+}
+
+impl std::str::FromStr for ListCursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a list cursor (CREATED_AT.ID)");
+        let (at, id) = s.split_once('.').ok_or_else(bad)?;
+        Ok(ListCursor {
+            created_at: at.parse().map_err(|_| bad())?,
+            id: WorkflowId(id.parse().map_err(|_| bad())?),
+        })
+    }
 }

@@ -7,6 +7,7 @@
 //! workflow, at the next known deadline, and otherwise every
 //! `poll_interval` (which covers work created by other processes).
 
+mod deadlines;
 mod heartbeat;
 mod leases;
 mod liveness;
@@ -177,6 +178,7 @@ async fn run(shared: Arc<WorkerShared>) {
         shared.lease_ttl,
     )));
     let _liveness = AbortOnDrop(tokio::spawn(liveness::run(shared.core.clone(), shared.id)));
+    let _deadlines = AbortOnDrop(tokio::spawn(deadlines::run(shared.core.clone())));
     let _retention = shared
         .core
         .retain_finished

@@ -60,6 +60,20 @@ pub(super) async fn load(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Eve
     Ok(events)
 }
 
+/// The loop events, in history order.
+pub(super) async fn loops(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = $1 AND kind = 4 ORDER BY location"
+        ))
+        .await?;
+    tx.query(&stmt, &[&id.to_string()])
+        .await?
+        .iter()
+        .map(decode_event)
+        .collect()
+}
+
 /// Every stored event, forgotten ones included, in history order.
 pub(super) async fn all(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
     let stmt = tx

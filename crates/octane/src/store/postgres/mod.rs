@@ -221,6 +221,10 @@ impl Store for PostgresStore {
         Ok(Some(Box::new(session)))
     }
 
+    async fn expire_deadlines(&self, now: i64) -> Result<Vec<WorkflowId>, StoreError> {
+        in_tx!(self, tx => workflows::expire_deadlines(&tx, now).await?)
+    }
+
     async fn reap_dead_workers(&self, me: uuid::Uuid, now: i64) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
         let mut gone = Vec::new();
@@ -249,6 +253,10 @@ impl Catalog for PostgresStore {
 
     async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
         in_tx!(self, tx => history::all(&tx, id).await?)
+    }
+
+    async fn loop_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+        in_tx!(self, tx => history::loops(&tx, id).await?)
     }
 
     async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {

@@ -17,7 +17,7 @@ pub(super) async fn explain_all(tx: &Transaction<'_>) -> Result<Vec<QueryPlan>, 
     let (zero, one) = (0_i64, 1_i64);
     let (k, v) = ("k".to_string(), "v".to_string());
     let (keys, values) = (vec![k.clone()], vec![v.clone()]);
-    let checks: [(&'static str, &'static str, String, Vec<&(dyn ToSql + Sync)>); 7] = [
+    let checks: [(&'static str, &'static str, String, Vec<&(dyn ToSql + Sync)>); 8] = [
         (
             "claim",
             "Index Cond: ((name = ANY",
@@ -59,6 +59,12 @@ pub(super) async fn explain_all(tx: &Transaction<'_>) -> Result<Vec<QueryPlan>, 
             "Index Cond: (updated_at <",
             workflows::PRUNE_SQL.to_string(),
             vec![&zero, &one],
+        ),
+        (
+            "deadlines",
+            "Index Scan using workflows_deadlines",
+            workflows::OVERDUE_SQL.to_string(),
+            vec![&zero],
         ),
     ];
     let mut plans = Vec::with_capacity(checks.len());

@@ -120,4 +120,16 @@ CREATE INDEX workflows_keyed ON workflows (name, dispatch_key, created_at)
     WHERE dispatch_key IS NOT NULL;
 "#,
     ),
+    (
+        6,
+        r#"
+-- Listing newest first, a page after a cursor: a range of this index.
+CREATE INDEX workflows_by_created ON workflows (created_at, id);
+
+-- Deadlines: when an unfinished workflow is cancelled for running too long.
+ALTER TABLE workflows ADD COLUMN deadline_at BIGINT;
+CREATE INDEX workflows_deadlines ON workflows (deadline_at)
+    WHERE deadline_at IS NOT NULL AND state NOT IN ('completed', 'failed', 'cancelled');
+"#,
+    ),
 ];

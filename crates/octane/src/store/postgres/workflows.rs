@@ -48,8 +48,9 @@ pub(super) async fn create(
     let stmt = tx
         .prepare_cached(
             "INSERT INTO workflows
-             (id, name, input, tags, state, wake_at, created_at, updated_at, parent_id, dispatch_key)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5, $6, $7)
+             (id, name, input, tags, state, wake_at, created_at, updated_at, parent_id, dispatch_key,
+              deadline_at)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5, $6, $7, $8)
              ON CONFLICT (name, dispatch_key) WHERE dispatch_key IS NOT NULL
                  AND state NOT IN ('completed', 'failed', 'cancelled')
              DO NOTHING",
@@ -60,7 +61,16 @@ pub(super) async fn create(
     let inserted = tx
         .execute(
             &stmt,
-            &[&id, &wf.name, &wf.input, &tags, &wf.now, &parent, &key],
+            &[
+                &id,
+                &wf.name,
+                &wf.input,
+                &tags,
+                &wf.now,
+                &parent,
+                &key,
+                &wf.deadline_at,
+            ],
         )
         .await?;
     if inserted == 0 {
@@ -129,8 +139,9 @@ pub(super) async fn list(
             "SELECT {COLUMNS} FROM workflows w
              WHERE ($1::text IS NULL OR name = $1) AND ($2::text IS NULL OR state = $2)
                AND ($7::text IS NULL OR error_code = $7)
-               AND ($8::text IS NULL OR dispatch_key = $8) AND {}
-             ORDER BY created_at DESC, id LIMIT $6",
+               AND ($8::text IS NULL OR dispatch_key = $8)
+               AND ($9::bigint IS NULL OR (created_at, id) < ($9, $10::text)) AND {}
+             ORDER BY created_at DESC, id DESC LIMIT $6",
             has_all_tags(3)
         ))
         .await?;
@@ -145,6 +156,8 @@ pub(super) async fn list(
             &limit,
             &code,
             &filter.key,
+            &filter.after.map(|a| a.created_at),
+            &filter.after.map(|a| a.id.to_string()),
         ],
     )
     .await?
@@ -274,6 +287,29 @@ pub(super) async fn prune(
         .await?;
     }
     Ok(ids.len() as u64)
+}
+
+/// Unfinished workflows whose deadline is at or before `$1`, locked.
+pub(super) const OVERDUE_SQL: &str = "SELECT id FROM workflows
+     WHERE deadline_at <= $1 AND deadline_at IS NOT NULL
+       AND state NOT IN ('completed', 'failed', 'cancelled')
+     ORDER BY deadline_at LIMIT 500 FOR UPDATE SKIP LOCKED";
+
+/// Cancels the workflows past their deadline (up to 500 a call); another
+/// worker doing the same at once takes the others (`SKIP LOCKED`).
+pub(super) async fn expire_deadlines(
+    tx: &Transaction<'_>,
+    now: i64,
+) -> Result<Vec<WorkflowId>, StoreError> {
+    let rows = tx.query(OVERDUE_SQL, &[&now]).await?;
+    let values = Values::deadline(now);
+    let mut expired = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.try_get(0)?;
+        apply(tx, &id, &lifecycle::CANCEL, &values).await?;
+        expired.push(parse_id(&id)?);
+    }
+    Ok(expired)
 }
 
 pub(super) async fn control(

@@ -290,6 +290,23 @@ impl Store for SqliteStore {
         Ok(Some(Box::new(lock)))
     }
 
+    async fn expire_deadlines(&self, now: i64) -> Result<Vec<WorkflowId>, StoreError> {
+        // Most looks find nothing: ask a reader first, and take the writer
+        // only when something is due.
+        let due = self
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(workflows::OVERDUE_SQL)?;
+                Ok(stmt.exists([now])?)
+            })
+            .await?;
+        if !due {
+            return Ok(Vec::new());
+        }
+        self.writer
+            .write(move |c| workflows::expire_deadlines(c, now))
+            .await
+    }
+
     async fn reap_dead_workers(&self, me: uuid::Uuid, now: i64) -> Result<u64, StoreError> {
         let me = me.to_string();
         let holders = self
@@ -319,6 +336,10 @@ impl Catalog for SqliteStore {
 
     async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
         self.read(move |c| history::all(c, id)).await
+    }
+
+    async fn loop_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+        self.read(move |c| history::loops(c, id)).await
     }
 
     async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {

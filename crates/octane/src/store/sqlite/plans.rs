@@ -69,6 +69,13 @@ pub(super) fn explain_all(conn: &Connection) -> Result<Vec<QueryPlan>, StoreErro
             workflows::PRUNE_SQL,
             &[&zero, &one],
         )?,
+        explain(
+            conn,
+            "deadlines",
+            "USING INDEX workflows_deadlines (deadline_at>? AND deadline_at<?)",
+            workflows::OVERDUE_SQL,
+            &[&zero],
+        )?,
     ])
 }
 

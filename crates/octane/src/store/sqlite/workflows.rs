@@ -48,8 +48,9 @@ pub(super) fn create(conn: &Connection, wf: &NewWorkflow) -> Result<WorkflowId, 
     })?;
     conn.prepare_cached(
         "INSERT INTO workflows
-         (id, name, input, tags, state, wake_at, created_at, updated_at, parent_id, dispatch_key)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6, ?7)",
+         (id, name, input, tags, state, wake_at, created_at, updated_at, parent_id, dispatch_key,
+          deadline_at)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6, ?7, ?8)",
     )?
     .execute((
         &id,
@@ -59,6 +60,7 @@ pub(super) fn create(conn: &Connection, wf: &NewWorkflow) -> Result<WorkflowId, 
         wf.now,
         wf.parent.map(|p| p.to_string()),
         wf.key.as_ref().map(|k| &k.key),
+        wf.deadline_at,
     ))?;
     let mut tag = conn.prepare_cached(
         "INSERT INTO workflow_tags (workflow_id, key, value) VALUES (?1, ?2, ?3)",
@@ -100,9 +102,18 @@ pub(super) fn list(
         params.push(key.clone());
         sql.push_str(&format!(" AND dispatch_key = ?{}", params.len()));
     }
+    if let Some(after) = &filter.after {
+        params.push(after.created_at.to_string());
+        params.push(after.id.to_string());
+        sql.push_str(&format!(
+            " AND (created_at, id) < (CAST(?{} AS INTEGER), ?{})",
+            params.len() - 1,
+            params.len()
+        ));
+    }
     push_tag_filter(&mut sql, &mut params, &filter.tags);
     sql.push_str(&format!(
-        " ORDER BY created_at DESC, id LIMIT {}",
+        " ORDER BY created_at DESC, id DESC LIMIT {}",
         filter.limit.unwrap_or(100)
     ));
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -168,6 +179,27 @@ fn apply(
         )?;
     }
     Ok(())
+}
+
+/// Unfinished workflows whose deadline is at or before `?1`.
+pub(super) const OVERDUE_SQL: &str = "SELECT id FROM workflows
+     WHERE deadline_at <= ?1 AND deadline_at IS NOT NULL
+       AND state NOT IN ('completed', 'failed', 'cancelled')
+     ORDER BY deadline_at LIMIT 500";
+
+/// Cancels the workflows past their deadline (up to 500 a call).
+pub(super) fn expire_deadlines(conn: &Connection, now: i64) -> Result<Vec<WorkflowId>, StoreError> {
+    let ids = conn
+        .prepare_cached(OVERDUE_SQL)?
+        .query_map([now], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let values = Values::deadline(now);
+    ids.iter()
+        .map(|id| {
+            apply(conn, id, &lifecycle::CANCEL, &values)?;
+            parse_id(id)
+        })
+        .collect()
 }
 
 /// The oldest finished workflows last changed before `?1`, at most `?2`.
