@@ -3,6 +3,7 @@
 
 mod db;
 mod demo;
+mod schedule;
 mod wf;
 
 use std::process::ExitCode;
@@ -47,6 +48,25 @@ enum Command {
     /// The database's own health.
     #[command(subcommand)]
     Db(Db),
+    /// The schedules that start workflows on a cron expression.
+    #[command(subcommand)]
+    Schedule(Schedule),
+}
+
+#[derive(Subcommand)]
+enum Schedule {
+    /// List schedules with their next tick.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a schedule starting workflows.
+    Pause { name: String },
+    /// Resume a paused schedule from its next tick after now.
+    Resume { name: String },
+    /// Delete a schedule (the workflows it started stay).
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +181,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Prune { older_than } => wf::prune(&open(&db).await?, older_than).await,
         Command::Db(Db::Plans) => db::plans(&open(&db).await?).await,
+        Command::Schedule(cmd) => {
+            let engine = open(&db).await?;
+            match cmd {
+                Schedule::List { json } => schedule::list(&engine, json).await,
+                Schedule::Pause { name } => schedule::pause(&engine, &name).await,
+                Schedule::Resume { name } => schedule::resume(&engine, &name).await,
+                Schedule::Delete { name } => schedule::delete(&engine, &name).await,
+            }
+        }
     }
 }
 

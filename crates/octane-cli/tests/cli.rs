@@ -462,7 +462,38 @@ async fn db_plans_reports_each_query_reading_its_index(db: TestDb) {
     );
 }
 
+async fn schedule_commands_list_pause_resume_and_delete(db: TestDb) {
+    let engine = engine_for(&db.url).await;
+    engine
+        .schedule::<Wallet>("nightly-wallet", "0 0 3 * * *", ())
+        .timezone("Europe/Paris")
+        .await
+        .unwrap();
+    let out = stdout(&octane(&db.url, &["schedule", "list"]));
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("nightly-wallet"))
+        .unwrap_or_else(|| panic!("{out}"));
+    for field in ["wallet", "0 0 3 * * *", "Europe/Paris", "active"] {
+        assert!(row.contains(field), "{field}: {row}");
+    }
+    assert!(out.contains("(1 schedule)"), "{out}");
+
+    let out = stdout(&octane(&db.url, &["schedule", "pause", "nightly-wallet"]));
+    assert!(out.contains("schedule `nightly-wallet` paused"), "{out}");
+    let listed = stdout(&octane(&db.url, &["schedule", "list", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(json[0]["paused"], true, "{listed}");
+    stdout(&octane(&db.url, &["schedule", "resume", "nightly-wallet"]));
+    assert!(!engine.schedules().await.unwrap()[0].paused);
+    stdout(&octane(&db.url, &["schedule", "delete", "nightly-wallet"]));
+    assert!(engine.schedules().await.unwrap().is_empty());
+    let err = one_line_error(&octane(&db.url, &["schedule", "pause", "nightly-wallet"]));
+    assert!(err.contains("no schedule named `nightly-wallet`"), "{err}");
+}
+
 support::store_tests!(
+    schedule_commands_list_pause_resume_and_delete,
     db_plans_reports_each_query_reading_its_index,
     show_and_list_name_the_worker_running_a_workflow,
     list_filters_and_show_draws_a_loop_with_its_checkpoint,

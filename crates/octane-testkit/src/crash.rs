@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use octane::history::{Event, EventKind};
 use octane::store::{
-    Batch, Catalog, ClaimRequest, Claimed, Lease, NewSignal, Store, StoreError, WorkflowId, WriteOp,
+    Batch, Catalog, ClaimRequest, Claimed, Lease, NewSignal, NewWorkflow, ScheduleInfo, Store,
+    StoreError, WorkflowId, WriteOp,
 };
 use tokio::sync::Notify;
 
@@ -155,6 +156,24 @@ impl Store for CrashAfter {
             return std::future::pending().await;
         }
         self.inner.expire_deadlines(now).await
+    }
+    async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleInfo>, StoreError> {
+        if self.has_crashed() {
+            return std::future::pending().await;
+        }
+        self.inner.due_schedules(now).await
+    }
+    async fn fire_schedule(
+        &self,
+        name: String,
+        due: i64,
+        next_at: i64,
+        workflow: NewWorkflow,
+    ) -> Result<Option<WorkflowId>, StoreError> {
+        if self.has_crashed() {
+            return std::future::pending().await;
+        }
+        self.inner.fire_schedule(name, due, next_at, workflow).await
     }
     fn catalog(&self) -> &dyn Catalog {
         self.inner.catalog()

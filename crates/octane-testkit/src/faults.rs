@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use octane::history::Event;
 use octane::store::{
     Batch, Catalog, Cause, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
-    NewWorkflow, PendingSignal, QueryPlan, SignalTarget, Store, StoreError, WorkflowId,
-    WorkflowInfo, WorkflowState,
+    NewWorkflow, PendingSignal, QueryPlan, ScheduleInfo, SignalTarget, Store, StoreError,
+    WorkflowId, WorkflowInfo, WorkflowState,
 };
 
 /// The store calls a fault can target.
@@ -224,6 +224,18 @@ impl Store for Faults {
     async fn expire_deadlines(&self, now: i64) -> Result<Vec<WorkflowId>, StoreError> {
         self.inner.expire_deadlines(now).await
     }
+    async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleInfo>, StoreError> {
+        self.inner.due_schedules(now).await
+    }
+    async fn fire_schedule(
+        &self,
+        name: String,
+        due: i64,
+        next_at: i64,
+        workflow: NewWorkflow,
+    ) -> Result<Option<WorkflowId>, StoreError> {
+        self.inner.fire_schedule(name, due, next_at, workflow).await
+    }
     fn catalog(&self) -> &dyn Catalog {
         self
     }
@@ -281,5 +293,25 @@ impl Catalog for Faults {
     }
     async fn query_plans(&self) -> Result<Vec<QueryPlan>, StoreError> {
         self.inner.catalog().query_plans().await
+    }
+    async fn put_schedule(&self, s: ScheduleInfo) -> Result<(), StoreError> {
+        self.inner.catalog().put_schedule(s).await
+    }
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>, StoreError> {
+        self.inner.catalog().schedules().await
+    }
+    async fn pause_schedule(
+        &self,
+        name: String,
+        paused: bool,
+        next_at: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .catalog()
+            .pause_schedule(name, paused, next_at)
+            .await
+    }
+    async fn delete_schedule(&self, name: String) -> Result<bool, StoreError> {
+        self.inner.catalog().delete_schedule(name).await
     }
 }

@@ -160,6 +160,22 @@ pub enum Error {
         cap: usize,
     },
 
+    /// A schedule's cron expression or time zone does not parse.
+    #[error("schedule `{name}`: {message}")]
+    InvalidSchedule {
+        /// The schedule.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// No schedule has this name.
+    #[error("no schedule named `{name}`")]
+    ScheduleNotFound {
+        /// The name asked for.
+        name: String,
+    },
+
     /// The workflow has no unfinished loop (at the location asked for).
     #[error("workflow {workflow_id} has no unfinished loop{}", location.as_ref().map(|l| format!(" at {l}")).unwrap_or_default())]
     NoLoop {

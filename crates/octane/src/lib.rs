@@ -57,6 +57,7 @@ mod loop_state;
 pub mod loops;
 mod message;
 mod runtime;
+mod schedule;
 mod signal;
 pub mod store;
 mod worker;
@@ -79,9 +80,11 @@ pub use octane_macros::Message;
 /// Derives [`Signal`](trait@Signal) (name: the type's in snake case, or `#[signal(name = "…")]`).
 pub use octane_macros::Signal;
 pub use runtime::DEFAULT_MAX_LOOP_STATE;
+pub use schedule::ScheduleBuilder;
 pub use signal::{Listen, Signal};
 pub use store::{
-    FailureCode, IfFinished, ListCursor, ListFilter, WorkflowId, WorkflowInfo, WorkflowState,
+    FailureCode, IfFinished, ListCursor, ListFilter, ScheduleInfo, WorkflowId, WorkflowInfo,
+    WorkflowState,
 };
 pub use worker::{Worker, WorkerBuilder};
 

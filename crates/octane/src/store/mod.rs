@@ -37,8 +37,8 @@ use async_trait::async_trait;
 pub use types::{
     Batch, ClaimRequest, Claimed, ClaimedWorkflow, Control, Delivery, DispatchKey, FailureCode,
     IfFinished, Lease, ListCursor, ListFilter, Liveness, NewSignal, NewWorkflow, Owner,
-    PendingSignal, QueryPlan, SignalTarget, Suspend, Transition, WorkerRecord, WorkflowId,
-    WorkflowInfo, WorkflowState, WriteOp,
+    PendingSignal, QueryPlan, ScheduleInfo, SignalTarget, Suspend, Transition, WorkerRecord,
+    WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
 };
 
 pub use error::{mask_password, Cause, StoreError};
@@ -97,6 +97,22 @@ pub trait Store: Send + Sync + 'static {
     /// `now`, as [`Control::Cancel`] would (its signals dropped, its parent
     /// woken), with an error that says the deadline passed; returns them.
     async fn expire_deadlines(&self, now: i64) -> Result<Vec<WorkflowId>, StoreError>;
+
+    /// The unpaused schedules whose next tick is at or before `now`.
+    async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleInfo>, StoreError>;
+
+    /// Fires one tick of a schedule, in one transaction: if the schedule
+    /// still waits for the tick `due` (no other worker fired it, nobody
+    /// paused it), moves it to `next_at` and creates `workflow`; returns
+    /// the id of the workflow holding the tick's key, or `None` when the
+    /// tick was not this caller's to fire.
+    async fn fire_schedule(
+        &self,
+        name: String,
+        due: i64,
+        next_at: i64,
+        workflow: NewWorkflow,
+    ) -> Result<Option<WorkflowId>, StoreError>;
 
     /// Ends at once the leases held by registered workers other than `me`
     /// whose liveness is gone (their process died); returns how many
@@ -169,6 +185,27 @@ pub trait Catalog: Send + Sync {
         control: Control,
         now: i64,
     ) -> Result<Option<WorkflowState>, StoreError>;
+
+    /// Creates the schedule, or replaces the one of the same name (its
+    /// workflow, input, expression, time zone and next tick; paused or not,
+    /// as it was).
+    async fn put_schedule(&self, schedule: ScheduleInfo) -> Result<(), StoreError>;
+
+    /// Every schedule, by name.
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>, StoreError>;
+
+    /// Pauses a schedule or resumes it from the tick `next_at`; returns
+    /// whether it exists.
+    async fn pause_schedule(
+        &self,
+        name: String,
+        paused: bool,
+        next_at: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes a schedule (the workflows it started stay); returns whether
+    /// it existed.
+    async fn delete_schedule(&self, name: String) -> Result<bool, StoreError>;
 
     /// How the database runs each of the store's frequent queries now, with
     /// the statistics it holds: for an operator checking that a large or

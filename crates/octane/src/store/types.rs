@@ -661,3 +661,25 @@ impl std::str::FromStr for ListCursor {
         })
     }
 }
+
+/// A schedule as stored: a workflow started at each tick of a cron
+/// expression. See [`Engine::schedule`](crate::Engine::schedule).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScheduleInfo {
+    /// Its name, unique in the database.
+    pub name: String,
+    /// The workflow it starts.
+    pub workflow: String,
+    /// That workflow's input, as JSON.
+    pub input: String,
+    /// The cron expression (with seconds: `sec min hour day month weekday`).
+    pub cron: String,
+    /// The time zone the expression is read in (IANA name).
+    pub timezone: String,
+    /// The next tick (ms since the epoch).
+    pub next_at: i64,
+    /// Paused schedules start nothing.
+    pub paused: bool,
+    /// When it last started a workflow, if it has.
+    pub last_fired_at: Option<i64>,
+}

@@ -13,6 +13,7 @@ mod leases;
 mod liveness;
 mod retention;
 mod runner;
+mod schedules;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -179,6 +180,7 @@ async fn run(shared: Arc<WorkerShared>) {
     )));
     let _liveness = AbortOnDrop(tokio::spawn(liveness::run(shared.core.clone(), shared.id)));
     let _deadlines = AbortOnDrop(tokio::spawn(deadlines::run(shared.core.clone())));
+    let _schedules = AbortOnDrop(tokio::spawn(schedules::run(shared.core.clone())));
     let _retention = shared
         .core
         .retain_finished

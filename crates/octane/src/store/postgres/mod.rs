@@ -35,6 +35,7 @@ mod lifecycle;
 mod migrate;
 mod plans;
 mod rows;
+mod schedules;
 mod schema;
 mod signals;
 mod workers;
@@ -51,8 +52,8 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
     Batch, Catalog, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
-    NewWorkflow, PendingSignal, QueryPlan, SignalTarget, Store, StoreError, WorkflowId,
-    WorkflowInfo, WorkflowState,
+    NewWorkflow, PendingSignal, QueryPlan, ScheduleInfo, SignalTarget, Store, StoreError,
+    WorkflowId, WorkflowInfo, WorkflowState,
 };
 use super::{Liveness, WorkerRecord};
 use crate::history::Event;
@@ -225,6 +226,20 @@ impl Store for PostgresStore {
         in_tx!(self, tx => workflows::expire_deadlines(&tx, now).await?)
     }
 
+    async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleInfo>, StoreError> {
+        in_tx!(self, tx => schedules::due(&tx, now).await?)
+    }
+
+    async fn fire_schedule(
+        &self,
+        name: String,
+        due: i64,
+        next_at: i64,
+        workflow: NewWorkflow,
+    ) -> Result<Option<WorkflowId>, StoreError> {
+        in_tx!(self, tx => schedules::fire(&tx, &name, due, next_at, &workflow).await?)
+    }
+
     async fn reap_dead_workers(&self, me: uuid::Uuid, now: i64) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
         let mut gone = Vec::new();
@@ -299,5 +314,27 @@ impl Catalog for PostgresStore {
 
     async fn query_plans(&self) -> Result<Vec<QueryPlan>, StoreError> {
         in_tx!(self, tx => plans::explain_all(&tx).await?)
+    }
+
+    async fn put_schedule(&self, schedule: ScheduleInfo) -> Result<(), StoreError> {
+        let now = crate::clock::now_ms();
+        in_tx!(self, tx => schedules::put(&tx, &schedule, now).await?)
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>, StoreError> {
+        in_tx!(self, tx => schedules::all(&tx).await?)
+    }
+
+    async fn pause_schedule(
+        &self,
+        name: String,
+        paused: bool,
+        next_at: i64,
+    ) -> Result<bool, StoreError> {
+        in_tx!(self, tx => schedules::pause(&tx, &name, paused, next_at).await?)
+    }
+
+    async fn delete_schedule(&self, name: String) -> Result<bool, StoreError> {
+        in_tx!(self, tx => schedules::delete(&tx, &name).await?)
     }
 }

@@ -36,6 +36,7 @@ mod lifecycle;
 mod migrate;
 mod plans;
 mod rows;
+mod schedules;
 mod schema;
 mod signals;
 mod workers;
@@ -53,8 +54,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{
     Batch, Catalog, Cause, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
-    NewWorkflow, PendingSignal, QueryPlan, SignalTarget, Store, StoreError, WorkflowId,
-    WorkflowInfo, WorkflowState,
+    NewWorkflow, PendingSignal, QueryPlan, ScheduleInfo, SignalTarget, Store, StoreError,
+    WorkflowId, WorkflowInfo, WorkflowState,
 };
 use super::{Liveness, WorkerRecord};
 use crate::history::Event;
@@ -231,10 +232,6 @@ fn open_writer(options: &Options) -> Result<Connection, StoreError> {
     // Savepoint journals (one per job of a group) stay in memory instead of
     // temporary files.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // 64 MiB of page cache (the default is 2 MiB): the upper levels of every
-    // index of a large database stay in memory, so a write touches the
-    // disk only for the pages it changes.
-    conn.pragma_update(None, "cache_size", -65_536)?;
     // Every statement the store runs stays parsed (the default keeps 16).
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate::migrate(&mut conn)?;
@@ -304,6 +301,22 @@ impl Store for SqliteStore {
         }
         self.writer
             .write(move |c| workflows::expire_deadlines(c, now))
+            .await
+    }
+
+    async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleInfo>, StoreError> {
+        self.read(move |c| schedules::due(c, now)).await
+    }
+
+    async fn fire_schedule(
+        &self,
+        name: String,
+        due: i64,
+        next_at: i64,
+        workflow: NewWorkflow,
+    ) -> Result<Option<WorkflowId>, StoreError> {
+        self.writer
+            .write(move |c| schedules::fire(c, &name, due, next_at, &workflow))
             .await
     }
 
@@ -389,5 +402,33 @@ impl Catalog for SqliteStore {
 
     async fn query_plans(&self) -> Result<Vec<QueryPlan>, StoreError> {
         self.read(plans::explain_all).await
+    }
+
+    async fn put_schedule(&self, schedule: ScheduleInfo) -> Result<(), StoreError> {
+        let now = crate::clock::now_ms();
+        self.writer
+            .write(move |c| schedules::put(c, &schedule, now))
+            .await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>, StoreError> {
+        self.read(schedules::all).await
+    }
+
+    async fn pause_schedule(
+        &self,
+        name: String,
+        paused: bool,
+        next_at: i64,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |c| schedules::pause(c, &name, paused, next_at))
+            .await
+    }
+
+    async fn delete_schedule(&self, name: String) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |c| schedules::delete(c, &name))
+            .await
     }
 }

@@ -139,4 +139,24 @@ CREATE INDEX workflows_deadlines ON workflows (deadline_at)
     WHERE deadline_at IS NOT NULL AND state NOT IN ('completed', 'failed', 'cancelled');
 "#,
     ),
+    (
+        8,
+        r#"
+-- Schedules: a workflow started at each tick of a cron expression. A tick
+-- is fired by moving `next_at` on from exactly the tick, so one worker
+-- fires it however many look at once.
+CREATE TABLE schedules (
+    name          TEXT PRIMARY KEY,
+    workflow      TEXT    NOT NULL,
+    input         TEXT    NOT NULL,
+    cron          TEXT    NOT NULL,
+    timezone      TEXT    NOT NULL,
+    next_at       INTEGER  NOT NULL,
+    paused        INTEGER NOT NULL DEFAULT 0,
+    last_fired_at INTEGER,
+    created_at    INTEGER  NOT NULL
+);
+CREATE INDEX schedules_due ON schedules (next_at);
+"#,
+    ),
 ];
