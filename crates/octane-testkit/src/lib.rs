@@ -77,18 +77,11 @@ impl TestDb {
     /// that damage data on purpose (`?1`-style parameters are written as
     /// `$1` for Postgres).
     pub async fn execute_sql(&self, sql: &str, param: &str) {
-        match &self.postgres {
-            None => {
-                let path = self.url.strip_prefix("sqlite://").unwrap();
-                let conn = rusqlite::Connection::open(path).unwrap();
+        match self.connect().await {
+            Direct::Sqlite(conn) => {
                 conn.execute(sql, [param]).unwrap();
             }
-            Some(_) => {
-                let (client, connection) =
-                    tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-                        .await
-                        .unwrap();
-                tokio::spawn(connection);
+            Direct::Postgres(client) => {
                 client
                     .execute(&sql.replace("?1", "$1"), &[&param])
                     .await
@@ -100,21 +93,23 @@ impl TestDb {
     /// Runs SQL statements without parameters directly against the
     /// database.
     pub async fn execute_batch(&self, sql: &str) {
-        match &self.postgres {
-            None => {
-                let path = self.url.strip_prefix("sqlite://").unwrap();
-                let conn = rusqlite::Connection::open(path).unwrap();
-                conn.execute_batch(sql).unwrap();
-            }
-            Some(_) => {
-                let (client, connection) =
-                    tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-                        .await
-                        .unwrap();
-                tokio::spawn(connection);
-                client.batch_execute(sql).await.unwrap();
-            }
+        match self.connect().await {
+            Direct::Sqlite(conn) => conn.execute_batch(sql).unwrap(),
+            Direct::Postgres(client) => client.batch_execute(sql).await.unwrap(),
         }
+    }
+
+    /// A connection of the database's own driver, past the store.
+    async fn connect(&self) -> Direct {
+        if self.postgres.is_none() {
+            let path = self.url.strip_prefix("sqlite://").unwrap();
+            return Direct::Sqlite(rusqlite::Connection::open(path).unwrap());
+        }
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        Direct::Postgres(client)
     }
 
     /// Opens the database as a store.
@@ -151,6 +146,12 @@ impl Drop for TestDb {
             .join();
         }
     }
+}
+
+/// A test's own connection to its database.
+enum Direct {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
 }
 
 /// Runs each named test body once per store: `store_tests!(a, b);` makes
@@ -342,6 +343,20 @@ pub fn executions_with_prefix(prefix: &str) -> HashMap<String, u64> {
 /// A unique key prefix for one test run.
 pub fn unique(name: &str) -> String {
     format!("{name}/{}", uuid::Uuid::new_v4())
+}
+
+/// A workflow that sleeps an hour: it never finishes within a test.
+#[derive(Debug)]
+pub struct Sleeper;
+
+impl Workflow for Sleeper {
+    const NAME: &'static str = "sleeper";
+    type Input = ();
+    type Output = ();
+    async fn run(ctx: &mut WorkflowCtx, _: &()) -> Result<()> {
+        ctx.sleep(Duration::from_secs(3600)).await?;
+        Ok(())
+    }
 }
 
 /// An activity that counts its executions under `key` and returns `value`.

@@ -8,19 +8,7 @@ use std::time::{Duration, Instant};
 
 use octane::prelude::*;
 use octane::{Error, WorkflowState};
-use support::{count, executions, fast_worker, unique, wait_output, Step, TestDb};
-
-/// Sleeps for an hour.
-struct Sleeper;
-impl Workflow for Sleeper {
-    const NAME: &'static str = "sleeper";
-    type Input = ();
-    type Output = ();
-    async fn run(ctx: &mut WorkflowCtx, _: &()) -> Result<()> {
-        ctx.sleep(Duration::from_secs(3600)).await?;
-        Ok(())
-    }
-}
+use support::{count, executions, fast_worker, unique, wait_output, Sleeper, Step, TestDb};
 
 /// Runs the sleeper as a child with a 1 s deadline; returns how it ended.
 struct Parent;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use octane::clock::now_ms;
 use octane::prelude::*;
 use octane::{Error, ListFilter, WorkflowState};
-use support::{eventually, fast_worker, wait_output, wait_state, TestDb};
+use support::{eventually, fast_worker, wait_output, wait_state, Sleeper, TestDb};
 
 /// Finishes at once.
 struct Echo;
@@ -18,18 +18,6 @@ impl Workflow for Echo {
     type Output = u32;
     async fn run(_ctx: &mut WorkflowCtx, n: &u32) -> Result<u32> {
         Ok(*n)
-    }
-}
-
-/// Never finishes within a test.
-struct Sleeper;
-impl Workflow for Sleeper {
-    const NAME: &'static str = "sleeper";
-    type Input = ();
-    type Output = ();
-    async fn run(ctx: &mut WorkflowCtx, _: &()) -> Result<()> {
-        ctx.sleep(Duration::from_secs(3600)).await?;
-        Ok(())
     }
 }
 

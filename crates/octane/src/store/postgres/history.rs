@@ -62,23 +62,23 @@ pub(super) async fn load(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Eve
 
 /// The loop events, in history order.
 pub(super) async fn loops(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
-    let stmt = tx
-        .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = $1 AND kind = 4 ORDER BY location"
-        ))
-        .await?;
-    tx.query(&stmt, &[&id.to_string()])
-        .await?
-        .iter()
-        .map(decode_event)
-        .collect()
+    in_order(tx, id, "AND kind = 4").await
 }
 
 /// Every stored event, forgotten ones included, in history order.
 pub(super) async fn all(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+    in_order(tx, id, "").await
+}
+
+/// The workflow's events matching `condition`, in history order.
+async fn in_order(
+    tx: &Transaction<'_>,
+    id: WorkflowId,
+    condition: &str,
+) -> Result<Vec<Event>, StoreError> {
     let stmt = tx
         .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = $1 ORDER BY location"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = $1 {condition} ORDER BY location"
         ))
         .await?;
     tx.query(&stmt, &[&id.to_string()])

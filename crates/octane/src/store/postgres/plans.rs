@@ -32,7 +32,7 @@ pub(super) async fn explain_all(tx: &Transaction<'_>) -> Result<Vec<QueryPlan>, 
         ),
         (
             "loop boundaries",
-            "Index Cond: (workflow_id =",
+            "Index Only Scan using events_loops",
             history::LOOPS_SQL.to_string(),
             vec![&id],
         ),

@@ -152,4 +152,16 @@ CREATE TABLE schedules (
 CREATE INDEX schedules_due ON schedules (next_at);
 "#,
     ),
+    (
+        8,
+        r#"
+-- A wake-up first reads a workflow's loop events. Covering what that read
+-- needs, the index is read alone, and the planner does not take the
+-- primary key instead, which walks every event of the workflow (and,
+-- after a loop forgot many iterations, their dead entries until vacuum).
+DROP INDEX events_loops;
+CREATE INDEX events_loops ON events (workflow_id, location) INCLUDE (iteration, done)
+    WHERE kind = 4;
+"#,
+    ),
 ];

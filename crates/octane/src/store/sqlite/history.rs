@@ -65,18 +65,19 @@ pub(super) fn load(conn: &Connection, id: WorkflowId) -> Result<Vec<Event>, Stor
 
 /// The loop events, in history order.
 pub(super) fn loops(conn: &Connection, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = ?1 AND kind = 4 ORDER BY location"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map([id.to_string()], read_row)?;
-    rows.map(|r| decode_event(r?)).collect()
+    in_order(conn, id, "AND kind = 4")
 }
 
 /// Every stored event, forgotten ones included, in history order.
 pub(super) fn all(conn: &Connection, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
-    let sql =
-        format!("SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = ?1 ORDER BY location");
+    in_order(conn, id, "")
+}
+
+/// The workflow's events matching `condition`, in history order.
+fn in_order(conn: &Connection, id: WorkflowId, condition: &str) -> Result<Vec<Event>, StoreError> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = ?1 {condition} ORDER BY location"
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([id.to_string()], read_row)?;
     rows.map(|r| decode_event(r?)).collect()
