@@ -152,35 +152,50 @@ impl Engine {
         }
     }
 
-    /// Starts a workflow by name with a JSON input, as tools do.
+    /// Starts a workflow by name with a JSON input, as tools do; await the
+    /// returned builder (after a key or a deadline, as for
+    /// [`dispatch`](Self::dispatch)) to get its id.
     ///
     /// # Errors
     /// [`Error::UnknownWorkflow`] for a name not registered on this engine;
     /// [`Error::InvalidInput`] for an input that does not deserialize into
     /// the workflow's input type. Nothing is stored in either case.
-    pub async fn dispatch_json(
-        &self,
-        name: &str,
-        input: &str,
+    pub fn dispatch_json<'e>(
+        &'e self,
+        name: &'e str,
+        input: &'e str,
         tags: BTreeMap<String, String>,
-    ) -> Result<WorkflowId, Error> {
+    ) -> DispatchJson<'e> {
+        DispatchJson {
+            engine: self,
+            name,
+            input,
+            tags,
+            key: None,
+            if_finished: IfFinished::default(),
+            deadline: None,
+        }
+    }
+
+    async fn insert_json(&self, d: DispatchJson<'_>) -> Result<WorkflowId, Error> {
         let registered = self
             .core
             .registry
-            .get(name)
+            .get(d.name)
             .ok_or_else(|| Error::UnknownWorkflow {
-                name: name.to_string(),
+                name: d.name.to_string(),
                 registered: self.registered_names(),
             })?;
-        (registered.check_input)(input).map_err(|message| Error::InvalidInput {
-            workflow: name.to_string(),
+        (registered.check_input)(d.input).map_err(|message| Error::InvalidInput {
+            workflow: d.name.to_string(),
             message,
         })?;
+        let options = Options::new(d.key, d.if_finished, d.deadline);
         self.insert(
             registered.name.to_string(),
-            input.to_string(),
-            tags,
-            Options::default(),
+            d.input.to_string(),
+            d.tags,
+            options,
         )
         .await
     }
@@ -589,10 +604,60 @@ pub struct Dispatch<'e, W: Workflow> {
 }
 
 /// What a dispatch may add to the workflow it stores.
-#[derive(Default)]
 struct Options {
     key: Option<DispatchKey>,
     deadline: Option<Duration>,
+}
+
+impl Options {
+    fn new(key: Option<String>, if_finished: IfFinished, deadline: Option<Duration>) -> Self {
+        Options {
+            key: key.map(|key| DispatchKey { key, if_finished }),
+            deadline,
+        }
+    }
+}
+
+/// A dispatch by name with a JSON input; see [`Engine::dispatch_json`].
+#[must_use = "a dispatch does nothing until awaited"]
+#[derive(Debug)]
+pub struct DispatchJson<'e> {
+    engine: &'e Engine,
+    name: &'e str,
+    input: &'e str,
+    tags: BTreeMap<String, String>,
+    key: Option<String>,
+    if_finished: IfFinished,
+    deadline: Option<Duration>,
+}
+
+impl DispatchJson<'_> {
+    /// As [`Dispatch::key`].
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// As [`Dispatch::if_finished`].
+    pub fn if_finished(mut self, policy: IfFinished) -> Self {
+        self.if_finished = policy;
+        self
+    }
+
+    /// As [`Dispatch::deadline`].
+    pub fn deadline(mut self, after: Duration) -> Self {
+        self.deadline = Some(after);
+        self
+    }
+}
+
+impl<'e> IntoFuture for DispatchJson<'e> {
+    type Output = Result<WorkflowId, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'e>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.engine.insert_json(self).await })
+    }
 }
 
 impl<W: Workflow> std::fmt::Debug for Dispatch<'_, W> {
@@ -677,13 +742,7 @@ impl<'e, W: Workflow> IntoFuture for Dispatch<'e, W> {
                     W::NAME.to_string(),
                     input,
                     self.tags,
-                    Options {
-                        key: self.key.map(|key| DispatchKey {
-                            key,
-                            if_finished: self.if_finished,
-                        }),
-                        deadline: self.deadline,
-                    },
+                    Options::new(self.key, self.if_finished, self.deadline),
                 )
                 .await
         })

@@ -70,7 +70,7 @@ pub mod __private {
 
 pub use activity::{Activity, ActivityCtx, RetryPolicy};
 pub use ctx::{Child, Join, MessageSend, SignalDraft, SignalSend, Workflow, WorkflowCtx};
-pub use engine::{Dispatch, Engine, HistoryEntry, Page, SignalBuilder};
+pub use engine::{Dispatch, DispatchJson, Engine, HistoryEntry, Page, SignalBuilder};
 pub use error::{Error, HISTORY_DIVERGED};
 pub use loop_state::LoopState;
 pub use loops::{Loop, Repeat};

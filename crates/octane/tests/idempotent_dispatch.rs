@@ -76,6 +76,25 @@ async fn a_second_dispatch_with_a_key_returns_the_first_and_stores_nothing(db: T
     assert!(engine.find::<Order>("order-44").await.unwrap().is_none());
 }
 
+async fn a_dispatch_by_name_takes_a_key_too(db: TestDb) {
+    let engine = db.engine().await.register::<Order>();
+    let by_type = engine.dispatch::<Order>(1).key("k").await.unwrap();
+    let tags = std::collections::BTreeMap::new();
+    let by_name = engine
+        .dispatch_json("order", "2", tags.clone())
+        .key("k")
+        .await
+        .unwrap();
+    assert_eq!(by_name, by_type);
+    let other = engine
+        .dispatch_json("order", "3", tags)
+        .key("other")
+        .await
+        .unwrap();
+    assert_ne!(other, by_type);
+    assert_eq!(count(&engine, ListFilter::default().name("order")).await, 2);
+}
+
 async fn a_finished_holder_is_returned_or_replaced_as_each_call_says(db: TestDb) {
     let engine = db.engine().await.register::<Order>();
     let worker = support::fast_worker(&engine);
@@ -185,6 +204,7 @@ async fn dispatching_child() {
 
 support::store_tests!(
     a_second_dispatch_with_a_key_returns_the_first_and_stores_nothing,
+    a_dispatch_by_name_takes_a_key_too,
     a_finished_holder_is_returned_or_replaced_as_each_call_says,
     concurrent_dispatches_from_two_processes_agree_on_one_workflow,
 );
