@@ -145,10 +145,7 @@ impl Engine {
         Dispatch {
             engine: self,
             input,
-            tags: BTreeMap::new(),
-            key: None,
-            if_finished: IfFinished::default(),
-            deadline: None,
+            options: Options::default(),
         }
     }
 
@@ -170,10 +167,10 @@ impl Engine {
             engine: self,
             name,
             input,
-            tags,
-            key: None,
-            if_finished: IfFinished::default(),
-            deadline: None,
+            options: Options {
+                tags,
+                ..Options::default()
+            },
         }
     }
 
@@ -190,21 +187,14 @@ impl Engine {
             workflow: d.name.to_string(),
             message,
         })?;
-        let options = Options::new(d.key, d.if_finished, d.deadline);
-        self.insert(
-            registered.name.to_string(),
-            d.input.to_string(),
-            d.tags,
-            options,
-        )
-        .await
+        self.insert(registered.name.to_string(), d.input.to_string(), d.options)
+            .await
     }
 
     async fn insert(
         &self,
         name: String,
         input: String,
-        tags: BTreeMap<String, String>,
         options: Options,
     ) -> Result<WorkflowId, Error> {
         let id = WorkflowId::new();
@@ -215,10 +205,13 @@ impl Engine {
                 id,
                 name,
                 input,
-                tags,
+                tags: options.tags,
                 now,
                 parent: None,
-                key: options.key,
+                key: options.key.map(|key| DispatchKey {
+                    key,
+                    if_finished: options.if_finished,
+                }),
                 deadline_at: options
                     .deadline
                     .map(|d| now.saturating_add(crate::clock::duration_ms(d))),
@@ -597,25 +590,16 @@ pub struct Page {
 pub struct Dispatch<'e, W: Workflow> {
     engine: &'e Engine,
     input: W::Input,
+    options: Options,
+}
+
+/// What both dispatch builders add to the workflow they store.
+#[derive(Debug, Default)]
+struct Options {
     tags: BTreeMap<String, String>,
     key: Option<String>,
     if_finished: IfFinished,
     deadline: Option<Duration>,
-}
-
-/// What a dispatch may add to the workflow it stores.
-struct Options {
-    key: Option<DispatchKey>,
-    deadline: Option<Duration>,
-}
-
-impl Options {
-    fn new(key: Option<String>, if_finished: IfFinished, deadline: Option<Duration>) -> Self {
-        Options {
-            key: key.map(|key| DispatchKey { key, if_finished }),
-            deadline,
-        }
-    }
 }
 
 /// A dispatch by name with a JSON input; see [`Engine::dispatch_json`].
@@ -625,28 +609,25 @@ pub struct DispatchJson<'e> {
     engine: &'e Engine,
     name: &'e str,
     input: &'e str,
-    tags: BTreeMap<String, String>,
-    key: Option<String>,
-    if_finished: IfFinished,
-    deadline: Option<Duration>,
+    options: Options,
 }
 
 impl DispatchJson<'_> {
     /// As [`Dispatch::key`].
     pub fn key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(key.into());
+        self.options.key = Some(key.into());
         self
     }
 
     /// As [`Dispatch::if_finished`].
     pub fn if_finished(mut self, policy: IfFinished) -> Self {
-        self.if_finished = policy;
+        self.options.if_finished = policy;
         self
     }
 
     /// As [`Dispatch::deadline`].
     pub fn deadline(mut self, after: Duration) -> Self {
-        self.deadline = Some(after);
+        self.options.deadline = Some(after);
         self
     }
 }
@@ -664,10 +645,7 @@ impl<W: Workflow> std::fmt::Debug for Dispatch<'_, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatch")
             .field("workflow", &W::NAME)
-            .field("tags", &self.tags)
-            .field("key", &self.key)
-            .field("if_finished", &self.if_finished)
-            .field("deadline", &self.deadline)
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
@@ -675,7 +653,7 @@ impl<W: Workflow> std::fmt::Debug for Dispatch<'_, W> {
 impl<W: Workflow> Dispatch<'_, W> {
     /// Adds a tag, by which the workflow can be listed and found.
     pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.tags.insert(key.into(), value.into());
+        self.options.tags.insert(key.into(), value.into());
         self
     }
 
@@ -703,7 +681,7 @@ impl<W: Workflow> Dispatch<'_, W> {
     /// # }
     /// ```
     pub fn key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(key.into());
+        self.options.key = Some(key.into());
         self
     }
 
@@ -711,7 +689,7 @@ impl<W: Workflow> Dispatch<'_, W> {
     /// finished (default [`IfFinished::Return`]); without a key it has no
     /// effect.
     pub fn if_finished(mut self, policy: IfFinished) -> Self {
-        self.if_finished = policy;
+        self.options.if_finished = policy;
         self
     }
 
@@ -722,7 +700,7 @@ impl<W: Workflow> Dispatch<'_, W> {
     /// the reason `deadline passed`, and a parent waiting on it is told as
     /// for any cancelled child.
     pub fn deadline(mut self, after: Duration) -> Self {
-        self.deadline = Some(after);
+        self.options.deadline = Some(after);
         self
     }
 }
@@ -738,12 +716,7 @@ impl<'e, W: Workflow> IntoFuture for Dispatch<'e, W> {
                 message: e.to_string(),
             })?;
             self.engine
-                .insert(
-                    W::NAME.to_string(),
-                    input,
-                    self.tags,
-                    Options::new(self.key, self.if_finished, self.deadline),
-                )
+                .insert(W::NAME.to_string(), input, self.options)
                 .await
         })
     }
