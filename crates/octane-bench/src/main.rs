@@ -58,6 +58,7 @@ pub struct Sizes {
     pub aged_finished: u64,
     pub in_memory_workflows: u64,
     pub asleep_workflows: u64,
+    pub checked_workflows: u64,
 }
 
 impl Sizes {
@@ -73,6 +74,7 @@ impl Sizes {
                 aged_finished: 100_000,
                 in_memory_workflows: 2_000,
                 asleep_workflows: 10_000,
+                checked_workflows: 1_000,
             }
         } else {
             Sizes {
@@ -85,6 +87,7 @@ impl Sizes {
                 aged_finished: 1_000_000,
                 in_memory_workflows: 10_000,
                 asleep_workflows: 100_000,
+                checked_workflows: 10_000,
             }
         }
     }
@@ -108,6 +111,8 @@ const KEYS: &[&str] = &[
     "wake_ms_iter1m",
     "wake_ms_retain100k",
     "loop_state_ms_iter1m",
+    "check_replay_wf_per_sec",
+    "check_replay_aged_wf_per_sec",
     "signal_p50_ms",
     "signal_p99_ms",
     "loop_rows_1k",

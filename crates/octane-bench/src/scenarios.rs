@@ -324,6 +324,21 @@ pub(crate) async fn run_all(
     }
     progress.inc(1);
 
+    if wanted(&["check_replay_wf_per_sec", "check_replay_aged_wf_per_sec"]) {
+        step(progress, "replay check");
+        let n = sizes.checked_workflows;
+        figures.insert(
+            "check_replay_wf_per_sec",
+            check_replay(stores, n, 10).await?,
+        );
+        step(progress, "replay check of aged loops");
+        figures.insert(
+            "check_replay_aged_wf_per_sec",
+            check_replay(stores, n / 5, 1_010).await?,
+        );
+    }
+    progress.inc(2);
+
     if wanted(&["rss_kb_per_wf_in_memory", "rss_mb_asleep_in_db"]) {
         step(progress, "memory");
         rss(stores, sizes, figures).await?;
@@ -458,6 +473,40 @@ async fn loop_state_ms(stores: &Stores, iterations: u64) -> anyhow::Result<f64> 
         );
     }
     Ok(percentile(&sorted(reads), 50))
+}
+
+/// Workflows per second `Engine::check_replay` checks: `n` live loops, each
+/// asleep in iteration `age` with an activity in each iteration since its
+/// last checkpoint (every 20). The median of 3 checks.
+async fn check_replay(stores: &Stores, n: u64, age: u64) -> anyhow::Result<f64> {
+    let engine = engine(stores).await?;
+    let worker = engine.worker().concurrency(1_000).spawn();
+    let mut spec = LoopSpec::new(age + 1, 20);
+    spec.activity = true;
+    spec.park_at = Some(age);
+    spec.park_ms = 3_600_000;
+    for _ in 0..n {
+        engine.dispatch::<BenchLoop>(spec).await?;
+    }
+    let asleep = octane::ListFilter::default()
+        .state(WorkflowState::Sleeping)
+        .limit(n as usize);
+    while (engine.list(asleep.clone()).await?.len() as u64) < n {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    worker.shutdown().await;
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let report = engine.check_replay(octane::ListFilter::default()).await?;
+        let elapsed = start.elapsed();
+        anyhow::ensure!(
+            report.checks.len() as u64 == n && report.is_compatible(),
+            "{report}"
+        );
+        rates.push(n as f64 / elapsed.as_secs_f64());
+    }
+    Ok(sorted(rates)[1])
 }
 
 /// The resident memory of this process, in KiB (Linux).

@@ -110,6 +110,9 @@ enum Wf {
     },
     /// Show a workflow and its history as a tree.
     Show { id: String },
+    /// Print a workflow's active history, name and input as JSON, for
+    /// `Engine::check_export` and `octane::testing::check_exports`.
+    Export { id: String },
     /// Send a signal (name and JSON body) to a workflow.
     Signal {
         id: String,
@@ -172,6 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     wf::list(&engine, filter, json).await
                 }
                 Wf::Show { id } => wf::show(&engine, wf::parse_id(&id)?).await,
+                Wf::Export { id } => wf::export(&engine, wf::parse_id(&id)?).await,
                 Wf::Signal { id, name, body } => {
                     wf::signal(&engine, wf::parse_id(&id)?, &name, &body).await
                 }

@@ -212,6 +212,11 @@ pub(crate) async fn signal(
     Ok(())
 }
 
+pub(crate) async fn export(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
+    println!("{}", engine.export(id).await?.to_json());
+    Ok(())
+}
+
 pub(crate) async fn wake(engine: &Engine, id: WorkflowId) -> anyhow::Result<()> {
     engine.wake(id).await?;
     println!("workflow {id} is runnable again");

@@ -173,6 +173,33 @@ async fn list_filters_and_show_draws_a_loop_with_its_checkpoint(db: TestDb) {
     worker.shutdown().await;
 }
 
+async fn export_writes_a_history_that_replays_against_the_code(db: TestDb) {
+    let engine = engine_for(&db.url).await;
+    let worker = fast_worker(&engine);
+    let looper = engine.dispatch::<Looper>(()).await.unwrap();
+    wait_state(&engine, looper, WorkflowState::Sleeping).await;
+    worker.shutdown().await;
+
+    let json = stdout(&octane(&db.url, &["wf", "export", &looper.to_string()]));
+    let export = octane::WorkflowExport::from_json(&json).unwrap();
+    assert_eq!(
+        (export.workflow_id, export.name.as_str()),
+        (looper, "looper")
+    );
+    let forgotten = export
+        .events
+        .iter()
+        .filter(|e| e.location.to_string().starts_with("{1, 19"))
+        .count();
+    assert_eq!(forgotten, 0, "forgotten iterations are not exported");
+    let check = engine.check_export(&export).await;
+    assert!(check.verdict.is_compatible(), "{check}");
+
+    let unknown = WorkflowId::new();
+    let err = one_line_error(&octane(&db.url, &["wf", "export", &unknown.to_string()]));
+    assert_eq!(err, format!("error: no workflow with id {unknown}"));
+}
+
 async fn signal_cancel_and_prune_act_on_the_database(db: TestDb) {
     let engine = engine_for(&db.url).await;
     let worker = fast_worker(&engine);
@@ -493,6 +520,7 @@ async fn schedule_commands_list_pause_resume_and_delete(db: TestDb) {
 }
 
 support::store_tests!(
+    export_writes_a_history_that_replays_against_the_code,
     schedule_commands_list_pause_resume_and_delete,
     db_plans_reports_each_query_reading_its_index,
     show_and_list_name_the_worker_running_a_workflow,

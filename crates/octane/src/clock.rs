@@ -33,3 +33,41 @@ pub fn from_ms(ms: i64) -> SystemTime {
 pub fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+/// The clock an engine reads workflow time from: deadlines, wake-ups,
+/// leases. The system's, unless a test moves it forward (see
+/// `octane::testing`): every part of one engine — its dispatches, its
+/// workers, its runs — reads the same one, so time skips for all of them at
+/// once and for no other engine in the process.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Clock {
+    /// Milliseconds added to the system's time; only ever grows.
+    skew: Option<std::sync::Arc<std::sync::atomic::AtomicI64>>,
+}
+
+impl Clock {
+    /// A clock that starts at the system's time and can be moved forward.
+    #[cfg(feature = "testing")]
+    pub(crate) fn skippable() -> Self {
+        Clock {
+            skew: Some(std::sync::Arc::default()),
+        }
+    }
+
+    /// Now, in milliseconds since the Unix epoch.
+    pub(crate) fn now_ms(&self) -> i64 {
+        let skew = self
+            .skew
+            .as_ref()
+            .map_or(0, |s| s.load(std::sync::atomic::Ordering::Acquire));
+        now_ms().saturating_add(skew)
+    }
+
+    /// Moves a skippable clock `d` forward; the system's does not move.
+    #[cfg(feature = "testing")]
+    pub(crate) fn advance(&self, d: Duration) {
+        if let Some(skew) = &self.skew {
+            skew.fetch_add(duration_ms(d), std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::ctx::Workflow;
 use crate::error::{delivery_result, Error};
 use crate::history::{forgotten_ranges, is_forgotten, Event, EventKind, LoopBoundary};
@@ -127,6 +127,21 @@ impl Engine {
         self.core.store()
     }
 
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// This engine reading workflow time from `clock`.
+    #[cfg(feature = "testing")]
+    pub(crate) fn with_clock(self, clock: Clock) -> Self {
+        self.with(|core| core.env.clock = clock)
+    }
+
+    /// Where this engine's workflow time comes from.
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.core.env.clock
+    }
+
     fn catalog(&self) -> &dyn Catalog {
         self.core.store().catalog()
     }
@@ -198,7 +213,7 @@ impl Engine {
         options: Options,
     ) -> Result<WorkflowId, Error> {
         let id = WorkflowId::new();
-        let now = now_ms();
+        let now = self.clock().now_ms();
         let holder = self
             .catalog()
             .create(NewWorkflow {
@@ -376,7 +391,7 @@ impl Engine {
     ) -> Result<(), Error> {
         let before = self
             .catalog()
-            .control(id, control, now_ms())
+            .control(id, control, self.clock().now_ms())
             .await?
             .ok_or(Error::WorkflowNotFound { workflow_id: id })?;
         if applies(before) {
@@ -441,7 +456,7 @@ impl Engine {
                 target: target.clone(),
                 name: name.to_string(),
                 body,
-                now: now_ms(),
+                now: self.clock().now_ms(),
             })
             .await?;
         let id = delivery_result(name, &target, delivery)?;

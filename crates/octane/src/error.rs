@@ -185,6 +185,14 @@ pub enum Error {
         location: Option<Location>,
     },
 
+    /// A workflow export (from `octane wf export`) that cannot be read or
+    /// written.
+    #[error("invalid workflow export: {message}")]
+    InvalidExport {
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// The workflow is not in a state the operation applies to.
     #[error("workflow {workflow_id} is {state}: cannot {operation}")]
     InvalidState {

@@ -52,14 +52,18 @@ pub mod clock;
 mod ctx;
 mod engine;
 mod error;
+mod export;
 pub mod history;
 mod loop_state;
 pub mod loops;
 mod message;
+mod replay_check;
 mod runtime;
 mod schedule;
 mod signal;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod worker;
 
 #[doc(hidden)]
@@ -72,6 +76,7 @@ pub use activity::{Activity, ActivityCtx, RetryPolicy};
 pub use ctx::{Child, Join, MessageSend, SignalDraft, SignalSend, Workflow, WorkflowCtx};
 pub use engine::{Dispatch, DispatchJson, Engine, HistoryEntry, Page, SignalBuilder};
 pub use error::{Error, HISTORY_DIVERGED};
+pub use export::{WorkflowExport, EXPORT_FORMAT};
 pub use loop_state::LoopState;
 pub use loops::{Loop, Repeat};
 pub use message::{Message, Subscription};
@@ -79,6 +84,7 @@ pub use message::{Message, Subscription};
 pub use octane_macros::Message;
 /// Derives [`Signal`](trait@Signal) (name: the type's in snake case, or `#[signal(name = "…")]`).
 pub use octane_macros::Signal;
+pub use replay_check::{ReplayCheck, ReplayReport, Verdict};
 pub use runtime::DEFAULT_MAX_LOOP_STATE;
 pub use schedule::ScheduleBuilder;
 pub use signal::{Listen, Signal};

@@ -10,7 +10,6 @@ use std::str::FromStr;
 use chrono::{TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::clock::now_ms;
 use crate::ctx::Workflow;
 use crate::error::Error;
 use crate::store::ScheduleInfo;
@@ -110,12 +109,12 @@ impl Engine {
             .into_iter()
             .find(|s| s.name == name)
             .ok_or_else(|| Error::ScheduleNotFound { name: name.into() })?;
-        let next = next_tick(&schedule.cron, &schedule.timezone, now_ms()).map_err(|message| {
-            Error::InvalidSchedule {
+        let next = next_tick(&schedule.cron, &schedule.timezone, self.clock().now_ms()).map_err(
+            |message| Error::InvalidSchedule {
                 name: name.into(),
                 message,
-            }
-        })?;
+            },
+        )?;
         self.set_paused(name, false, next).await
     }
 
@@ -182,12 +181,11 @@ impl<'e, W: Workflow> IntoFuture for ScheduleBuilder<'e, W> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let next_at = next_tick(&self.cron, &self.timezone, now_ms()).map_err(|message| {
-                Error::InvalidSchedule {
+            let next_at = next_tick(&self.cron, &self.timezone, self.engine.clock().now_ms())
+                .map_err(|message| Error::InvalidSchedule {
                     name: self.name.clone(),
                     message,
-                }
-            })?;
+                })?;
             let input = serde_json::to_string(&self.input).map_err(|e| Error::Encode {
                 what: format!("input of workflow `{}`", W::NAME),
                 message: e.to_string(),

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use super::{encode, Interrupt, Step, WorkflowCtx};
-use crate::clock::{duration_ms, now_ms};
+use crate::clock::duration_ms;
 use crate::ctx::Workflow;
 use crate::error::Error;
 use crate::history::{input_hash, Event, EventKind};
@@ -201,7 +201,7 @@ fn dispatch<W: Workflow>(
             run.defer(WriteOp::Put(
                 Event::new(location, &req).finished(encode("child workflow id", &id)?),
             ));
-            let now = now_ms();
+            let now = run.clock.now_ms();
             run.defer(WriteOp::CreateWorkflow(NewWorkflow {
                 id,
                 name: W::NAME.to_string(),

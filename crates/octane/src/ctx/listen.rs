@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{encode, Interrupt, Step, WorkflowCtx};
-use crate::clock::{duration_ms, now_ms};
+use crate::clock::duration_ms;
 use crate::error::{delivery_result, Error};
 use crate::history::{input_hash, Event, EventKind, Location};
 use crate::signal::{Listen, Signal};
@@ -121,7 +121,7 @@ impl WorkflowCtx {
                 (e.location, deadline)
             }
             Step::Live(location) => {
-                let deadline = timeout.map(|t| now_ms().saturating_add(duration_ms(t)));
+                let deadline = timeout.map(|t| run.clock.now_ms().saturating_add(duration_ms(t)));
                 if let Some(d) = deadline {
                     let mut e = Event::new(location.clone(), &req);
                     e.data = Some(d.to_string());
@@ -170,7 +170,7 @@ impl WorkflowCtx {
             return Ok(values);
         }
         if let Some(d) = deadline {
-            if now_ms() >= d {
+            if run.clock.now_ms() >= d {
                 run.defer(WriteOp::Put(
                     Event::new(location, &req).finished("[]".into()),
                 ));
@@ -299,7 +299,7 @@ impl<S: Signal> SignalSend<'_, S> {
                         target: SignalTarget::Id(id),
                         name: S::NAME.to_string(),
                         body,
-                        now: now_ms(),
+                        now: run.clock.now_ms(),
                     }));
                 }
                 run.commit(ops, Transition::Continue).await?;

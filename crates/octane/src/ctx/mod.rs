@@ -28,9 +28,10 @@ pub use message::MessageSend;
 pub(crate) use run::{error_chain, Interrupt, RunConfig, RunEnv, RunShared, Stops};
 pub use workflow::Workflow;
 
-use crate::clock::{from_ms, now_ms};
+use crate::clock::from_ms;
 use crate::error::Error;
 use crate::history::{Cursor, Event, EventKind, Location, Resolved, StepRequest};
+use crate::replay_check::Verdict;
 use crate::store::{WorkflowId, WriteOp};
 
 /// The handle workflow code takes its steps through.
@@ -125,6 +126,18 @@ impl WorkflowCtx {
         let step = StepRequest::new(kind, name, input_hash, self.take_version());
         let run = self.run.clone();
         match self.cursor.resolve(&run.history, &step) {
+            // A check stops where the code would do something live: at a
+            // step with no record, or at one recorded unfinished (an
+            // activity between attempts, a wait). A loop's record is its
+            // checkpoint, unfinished while the loop runs: replay goes on.
+            Ok(Resolved::Live(location)) if run.is_check() => {
+                Err(run.conclude(Verdict::Compatible { at: Some(location) }))
+            }
+            Ok(Resolved::Replay(e)) if run.is_check() && !e.done && e.kind != EventKind::Loop => {
+                Err(run.conclude(Verdict::Compatible {
+                    at: Some(e.location.clone()),
+                }))
+            }
             Ok(Resolved::Replay(e)) => {
                 tracing::debug!(
                     target: "octane::replay",
@@ -188,7 +201,8 @@ impl WorkflowCtx {
     /// # Errors
     /// A step error (divergence, yield).
     pub fn now(&mut self) -> Result<SystemTime, Error> {
-        let ms: i64 = self.recorded_value(EventKind::Now, now_ms)?;
+        let clock = self.run.clock.clone();
+        let ms: i64 = self.recorded_value(EventKind::Now, move || clock.now_ms())?;
         Ok(from_ms(ms))
     }
 

@@ -31,6 +31,14 @@
 //! that step is dropped (user code racing it against a timeout), by a task
 //! of its own, so no transaction is left open waiting for a poll.
 //!
+//! # Replay checks
+//! A run made by [`RunShared::checking`] replays a workflow's history
+//! against the code without ever touching the store: it holds no lease,
+//! drops every write, waits for nothing, and stops at the first step that
+//! would do something live — a step with no record, or one recorded but
+//! unfinished (an activity between attempts, a wait for signals or a
+//! child). What it found is its [`Verdict`].
+//!
 //! # The only door to the store
 //! A run reaches the store through this type alone. Its reads of other
 //! workflows first wait for the run's own writes that could change the
@@ -49,10 +57,11 @@ use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::error::Error;
 use crate::history::{EventKind, History};
 use crate::message::MessageBus;
+use crate::replay_check::Verdict;
 use crate::store::{
     Batch, Cause, Delivery, FailureCode, Lease, PendingSignal, SignalTarget, Store, StoreError,
     Suspend, Transition, WorkflowId, WorkflowInfo, WriteOp,
@@ -89,6 +98,8 @@ pub(crate) struct RunEnv {
     pub bus: MessageBus,
     /// Told when a commit made another workflow runnable.
     pub runnable: Arc<Notify>,
+    /// Where workflow time comes from.
+    pub clock: Clock,
 }
 
 type FlushResult = Result<(), StoreError>;
@@ -136,6 +147,8 @@ pub(crate) struct RunShared {
     pub lost: CancellationToken,
     /// Where the workflow's messages go.
     pub bus: MessageBus,
+    /// Where workflow time comes from.
+    pub clock: Clock,
     runnable: Arc<Notify>,
     store: Arc<dyn Store>,
     lease: Lease,
@@ -145,6 +158,8 @@ pub(crate) struct RunShared {
     /// belongs to a run that is gone (its worker was dropped, as in a
     /// crash), and stops with it.
     alive: CancellationToken,
+    /// Set for a replay check: what it found, once it found something.
+    check: Option<Mutex<Option<Verdict>>>,
 }
 
 impl Drop for RunShared {
@@ -182,13 +197,61 @@ impl RunShared {
             drain: stops.drain,
             lost: stops.lost,
             bus: env.bus.clone(),
+            clock: env.clock.clone(),
             runnable: env.runnable.clone(),
             store: env.store.clone(),
             lease,
             pipeline: Mutex::new(Pipeline::default()),
             interrupt: Mutex::new(None),
             alive: CancellationToken::new(),
+            check: None,
         }
+    }
+
+    /// A run that only checks `history` against the code (see the module
+    /// docs): nothing it does reaches the store.
+    pub(crate) fn checking(
+        env: &RunEnv,
+        workflow_id: WorkflowId,
+        name: &'static str,
+        history: History,
+    ) -> Self {
+        let lease = Lease {
+            workflow_id,
+            // Never a worker's: should a write slip through, the fence
+            // refuses it.
+            owner: uuid::Uuid::nil(),
+            epoch: -1,
+        };
+        let stops = Stops {
+            drain: CancellationToken::new(),
+            lost: CancellationToken::new(),
+        };
+        let mut run = RunShared::new(env, lease, name, history, stops);
+        run.check = Some(Mutex::new(None));
+        run
+    }
+
+    /// Whether this run only checks its history against the code.
+    pub(crate) fn is_check(&self) -> bool {
+        self.check.is_some()
+    }
+
+    /// Ends a replay check with `verdict` (the first one found wins): every
+    /// later step returns a yield error.
+    pub(crate) fn conclude(&self, verdict: Verdict) -> Error {
+        if let Some(slot) = &self.check {
+            slot.lock().expect("verdict lock").get_or_insert(verdict);
+        }
+        self.interrupt(Interrupt::Evict);
+        self.yield_error("the replay check stops here")
+    }
+
+    /// What a replay check found, if it found anything.
+    pub(crate) fn take_verdict(&self) -> Option<Verdict> {
+        self.check
+            .as_ref()
+            .and_then(|slot| slot.lock().expect("verdict lock").take())
     }
 
     /// Records why the run must stop; the first reason wins.
@@ -235,6 +298,10 @@ impl RunShared {
     /// [failure code](Error::failure_code)), whatever the code does next, and
     /// returns the error for the code.
     pub(crate) fn park(&self, error: Error) -> Error {
+        if self.is_check() {
+            self.conclude(Verdict::of_park(&error));
+            return error;
+        }
         self.interrupt(Interrupt::Park {
             error: error.to_string(),
             code: error.failure_code().unwrap_or(FailureCode::Undecodable),
@@ -246,6 +313,9 @@ impl RunShared {
     /// A loop checkpoint replaces one still pending for the same loop;
     /// returns whether it did (no write carried the older one away).
     pub(crate) fn defer(&self, op: WriteOp) -> bool {
+        if self.is_check() {
+            return false;
+        }
         let mut p = self.pipeline.lock().expect("pipeline lock");
         if !is_loop_bookkeeping(&op) {
             p.pending.push(op);
@@ -261,6 +331,9 @@ impl RunShared {
     /// Starts flushing pending writes in the background, unless a write is
     /// still in flight (then they wait for the next commit or kick).
     pub(crate) fn kick(&self) {
+        if self.is_check() {
+            return;
+        }
         let last = {
             let p = self.pipeline.lock().expect("pipeline lock");
             if p.is_empty() {
@@ -295,6 +368,12 @@ impl RunShared {
         ops: Vec<WriteOp>,
         transition: Transition,
     ) -> Result<(), Error> {
+        if self.is_check() {
+            // Every live write follows a step the check stops at; this
+            // is the guard should one ever not, and the check reports it.
+            self.interrupt(Interrupt::Evict);
+            return Err(self.yield_error("a replay check writes nothing"));
+        }
         let flush = {
             let mut p = self.pipeline.lock().expect("pipeline lock");
             let mut all = p.take();
@@ -332,6 +411,7 @@ impl RunShared {
             .any(|op| matches!(op, WriteOp::SendSignal(_) | WriteOp::CreateWorkflow(_)));
         let runnable = self.runnable.clone();
         let name = self.name;
+        let clock = self.clock.clone();
         let write = async move {
             if let Some(prior) = prior {
                 // A write the database refused left nothing behind, so the
@@ -347,7 +427,7 @@ impl RunShared {
             let batch = Batch {
                 ops,
                 transition,
-                now: now_ms(),
+                now: clock.now_ms(),
             };
             AssertUnwindSafe(store.commit(&lease, batch))
                 .catch_unwind()

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 pub(crate) use registry::{Registry, RunError};
 
-use crate::clock::{duration_ms, now_ms};
+use crate::clock::{duration_ms, Clock};
 use crate::ctx::{RunConfig, RunEnv};
 use crate::message::MessageBus;
 use crate::store::{Store, StoreError};
@@ -36,6 +36,9 @@ pub(crate) struct Core {
     pub registry: Registry,
     /// Some workflow finished: wakes `wait` callers.
     pub finished: Arc<Notify>,
+    /// A run left a worker's memory, however it stopped: wakes whoever
+    /// waits for the workers to go quiet (the test kit's `settle`).
+    pub stopped: Arc<Notify>,
     /// How long finished workflows are kept, if workers prune them.
     pub retain_finished: Option<Duration>,
 }
@@ -53,9 +56,11 @@ impl Core {
                 },
                 bus: MessageBus::new(),
                 runnable,
+                clock: Clock::default(),
             },
             registry: Registry::default(),
             finished: Arc::new(Notify::new()),
+            stopped: Arc::new(Notify::new()),
             retain_finished: None,
         }
     }
@@ -72,7 +77,11 @@ impl Core {
         older_than: Duration,
         mut progress: impl FnMut(u64),
     ) -> Result<u64, StoreError> {
-        let before = now_ms().saturating_sub(duration_ms(older_than));
+        let before = self
+            .env
+            .clock
+            .now_ms()
+            .saturating_sub(duration_ms(older_than));
         let mut total = 0;
         loop {
             let n = self.env.store.catalog().prune(before, PRUNE_ROWS).await?;

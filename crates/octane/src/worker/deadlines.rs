@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::now_ms;
 use crate::ctx::error_chain;
 use crate::runtime::Core;
 
@@ -18,7 +17,7 @@ const LOOK_EVERY: Duration = Duration::from_millis(500);
 pub(super) async fn run(core: Arc<Core>) {
     loop {
         tokio::time::sleep(LOOK_EVERY).await;
-        match core.store().expire_deadlines(now_ms()).await {
+        match core.store().expire_deadlines(core.env.clock.now_ms()).await {
             Ok(expired) if expired.is_empty() => {}
             Ok(expired) => {
                 tracing::info!(workflows = ?expired, "deadline passed: cancelled");

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::leases::Leases;
-use crate::clock::{duration_ms, now_ms};
+use crate::clock::{duration_ms, Clock};
 use crate::ctx::error_chain;
 use crate::store::Store;
 
@@ -12,7 +12,7 @@ use crate::store::Store;
 /// found lost (another worker took the workflow over, or it was cancelled)
 /// stops its run at the next step boundary; its writes are fenced off
 /// regardless.
-pub(super) async fn run(store: Arc<dyn Store>, leases: Arc<Leases>, ttl: Duration) {
+pub(super) async fn run(store: Arc<dyn Store>, leases: Arc<Leases>, ttl: Duration, clock: Clock) {
     let period = ttl / 3;
     loop {
         tokio::time::sleep(period).await;
@@ -20,7 +20,7 @@ pub(super) async fn run(store: Arc<dyn Store>, leases: Arc<Leases>, ttl: Duratio
         if held.is_empty() {
             continue;
         }
-        let expires_at = now_ms() + duration_ms(ttl);
+        let expires_at = clock.now_ms() + duration_ms(ttl);
         match store.renew(held.clone(), expires_at).await {
             Ok(lost) => {
                 for lease in held.iter().filter(|l| lost.contains(&l.workflow_id)) {

@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{duration_ms, now_ms};
+use crate::clock::duration_ms;
 use crate::runtime::Core;
 use crate::store::ClaimRequest;
 use leases::Leases;
@@ -177,6 +177,7 @@ async fn run(shared: Arc<WorkerShared>) {
         shared.core.store().clone(),
         shared.leases.clone(),
         shared.lease_ttl,
+        shared.core.env.clock.clone(),
     )));
     let _liveness = AbortOnDrop(tokio::spawn(liveness::run(shared.core.clone(), shared.id)));
     let _deadlines = AbortOnDrop(tokio::spawn(deadlines::run(shared.core.clone())));
@@ -195,7 +196,7 @@ async fn run(shared: Arc<WorkerShared>) {
         let free = slots.available_permits();
         let mut next_wake_at = None;
         if free > 0 {
-            let now = now_ms();
+            let now = shared.core.env.clock.now_ms();
             let limit = free.min(128);
             let request = ClaimRequest {
                 owner: shared.id,
@@ -245,7 +246,7 @@ async fn run(shared: Arc<WorkerShared>) {
         }
         let mut wait = shared.poll_interval;
         if let Some(at) = next_wake_at {
-            let until = u64::try_from(at - now_ms()).unwrap_or(0);
+            let until = u64::try_from(at - shared.core.env.clock.now_ms()).unwrap_or(0);
             wait = wait.min(Duration::from_millis(until));
         }
         tokio::select! {

@@ -10,12 +10,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::leases::LeaseGuard;
-use crate::clock::now_ms;
 use crate::ctx::{error_chain, Interrupt, RunShared, Stops, WorkflowCtx};
 use crate::error::Error;
 use crate::history::{History, Location};
 use crate::runtime::{Core, RunError};
-use crate::store::{Batch, ClaimedWorkflow, FailureCode, Lease, Store, StoreError, Transition};
+use crate::store::{Batch, ClaimedWorkflow, FailureCode, Lease, StoreError, Transition};
 
 /// Runs `claimed` to a stop. The lease guard and the worker slot are held
 /// until this task ends, however it ends.
@@ -34,6 +33,7 @@ pub(super) async fn run(
     run_one(&core, drain, claimed, &guard)
         .instrument(span)
         .await;
+    core.stopped.notify_waiters();
 }
 
 async fn run_one(
@@ -47,7 +47,7 @@ async fn run_one(
     let id = lease.workflow_id;
     let Some(registered) = core.registry.get(&claimed.name) else {
         // Claims name only this core's workflows; hand anything else back.
-        release(store.as_ref(), &lease).await;
+        release(core, &lease).await;
         return;
     };
     let events = match store.load_history(id).await {
@@ -60,7 +60,7 @@ async fn run_one(
                 error: format!("workflow {id}: history does not decode: {e}"),
                 code: FailureCode::CorruptHistory,
             };
-            match store.commit(&lease, batch(transition)).await {
+            match store.commit(&lease, batch(core, transition)).await {
                 Ok(()) => core.finished.notify_waiters(),
                 Err(e) => {
                     tracing::warn!(error = %error_chain(&e), "could not park the workflow")
@@ -70,7 +70,7 @@ async fn run_one(
         }
         Err(e) => {
             tracing::warn!(error = %error_chain(&e), "loading history failed; handing the workflow back");
-            release(store.as_ref(), &lease).await;
+            release(core, &lease).await;
             return;
         }
     };
@@ -97,7 +97,7 @@ async fn run_one(
         }) => {
             tracing::info!(%reason, "run abandoned; the workflow will be replayed");
             if mine {
-                release(store.as_ref(), &lease).await;
+                release(core, &lease).await;
             }
             return;
         }
@@ -136,16 +136,16 @@ async fn run_one(
         Err(e) => {
             tracing::warn!(error = %error_chain(&e), "recording how the run stopped failed");
             if let Some(Interrupt::Abandon { release: true, .. }) = run.take_interrupt() {
-                release(store.as_ref(), &lease).await;
+                release(core, &lease).await;
             }
         }
     }
 }
 
-fn batch(transition: Transition) -> Batch {
+fn batch(core: &Core, transition: Transition) -> Batch {
     Batch {
         transition,
-        now: now_ms(),
+        now: core.env.clock.now_ms(),
         ..Batch::default()
     }
 }
@@ -154,8 +154,12 @@ fn batch(transition: Transition) -> Batch {
 /// waiting for the lease to expire. Nothing else is written: what the run
 /// did that landed is what the replay will find. If the database is still
 /// away, the lease simply runs out.
-async fn release(store: &dyn Store, lease: &Lease) {
-    match store.commit(lease, batch(Transition::Release)).await {
+async fn release(core: &Core, lease: &Lease) {
+    match core
+        .store()
+        .commit(lease, batch(core, Transition::Release))
+        .await
+    {
         Ok(()) | Err(StoreError::LeaseLost { .. }) => {}
         Err(e) => tracing::warn!(
             error = %error_chain(&e),

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::now_ms;
 use crate::ctx::error_chain;
 use crate::runtime::Core;
 use crate::schedule::next_tick;
@@ -19,7 +18,7 @@ const LOOK_EVERY: Duration = Duration::from_millis(250);
 pub(super) async fn run(core: Arc<Core>) {
     loop {
         tokio::time::sleep(LOOK_EVERY).await;
-        let due = match core.store().due_schedules(now_ms()).await {
+        let due = match core.store().due_schedules(core.env.clock.now_ms()).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %error_chain(&e), "looking for due schedules failed");
@@ -33,7 +32,7 @@ pub(super) async fn run(core: Arc<Core>) {
 }
 
 async fn fire(core: &Core, schedule: ScheduleInfo) {
-    let now = now_ms();
+    let now = core.env.clock.now_ms();
     // The tick fires once; ticks missed meanwhile are skipped, and the
     // schedule carries on from its first tick after now.
     let next_at = match next_tick(
