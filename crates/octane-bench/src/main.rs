@@ -107,6 +107,8 @@ const KEYS: &[&str] = &[
     "aged_fanout_wf_per_sec",
     "commit_p99_ms",
     "aged_commit_p99_ms",
+    "dashboard_list_ms_aged",
+    "dashboard_workflow_ms_aged",
     "wake_ms_iter10",
     "wake_ms_iter1m",
     "wake_ms_retain100k",

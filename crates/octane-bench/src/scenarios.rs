@@ -288,15 +288,24 @@ pub(crate) async fn run_all(
         );
     }
     progress.inc(1);
-    if wanted(&["aged_fanout_wf_per_sec", "aged_commit_p99_ms"]) {
+    if wanted(&[
+        "aged_fanout_wf_per_sec",
+        "aged_commit_p99_ms",
+        "dashboard_list_ms_aged",
+        "dashboard_workflow_ms_aged",
+    ]) {
         step(progress, "seeding an aged database");
         let aged = aged_engine(stores, sizes.aged_finished).await?;
         step(progress, "fan-out on an aged database");
         figures.insert("aged_fanout_wf_per_sec", fanout(&aged, sizes).await?[0]);
         step(progress, "commit latency on an aged database");
         figures.insert("aged_commit_p99_ms", commit_p99_ms(&aged).await?);
+        step(progress, "dashboard pages on an aged database");
+        let [list, workflow] = dashboard_ms(&aged).await?;
+        figures.insert("dashboard_list_ms_aged", list);
+        figures.insert("dashboard_workflow_ms_aged", workflow);
     }
-    progress.inc(2);
+    progress.inc(4);
 
     if wanted(&["wake_ms_iter10", "wake_ms_iter1m", "wake_ms_retain100k"]) {
         step(progress, "wake-up cost");
@@ -473,6 +482,53 @@ async fn loop_state_ms(stores: &Stores, iterations: u64) -> anyhow::Result<f64> 
         );
     }
     Ok(percentile(&sorted(reads), 50))
+}
+
+/// Milliseconds the dashboard takes to answer (median of 20 requests each,
+/// over HTTP on loopback): the slowest of the list pages (first page,
+/// filtered by name and state, the page after the first), and the page of
+/// a loop workflow with 30 iterations of history.
+async fn dashboard_ms(engine: &Engine) -> anyhow::Result<[f64; 2]> {
+    let worker = engine.worker().spawn();
+    let mut spec = LoopSpec::new(31, 20);
+    spec.activity = true;
+    spec.park_at = Some(30);
+    spec.park_ms = 3_600_000;
+    let id = engine.dispatch::<BenchLoop>(spec).await?;
+    while engine.get(id).await?.state != WorkflowState::Sleeping {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.shutdown().await;
+    let dashboard = engine
+        .serve_dashboard("127.0.0.1:0".parse().expect("an address"))
+        .await?;
+    let addr = dashboard.addr();
+    let first = octane::ListFilter::default().limit(50);
+    let cursor = engine
+        .list_page(first)
+        .await?
+        .next
+        .ok_or_else(|| anyhow::anyhow!("one page only"))?;
+    let median = |path: String| async move {
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let start = Instant::now();
+            let r = octane_testkit::http::get(addr, &path, &[]).await;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+            anyhow::ensure!(r.status == 200, "{path}: {}", r.status);
+        }
+        Ok::<f64, anyhow::Error>(percentile(&sorted(times), 50))
+    };
+    let mut list: f64 = 0.0;
+    for path in [
+        "/workflows".to_string(),
+        format!("/workflows?name={}&state=completed", ThreeSteps::NAME),
+        format!("/workflows?after={cursor}"),
+    ] {
+        list = list.max(median(path).await?);
+    }
+    let workflow = median(format!("/workflows/{id}")).await?;
+    Ok([list, workflow])
 }
 
 /// Workflows per second `Engine::check_replay` checks: `n` live loops, each

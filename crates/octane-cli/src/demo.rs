@@ -33,14 +33,25 @@ pub(crate) struct Args {
     /// With --metrics-addr: keep serving after the demo, until Ctrl-C.
     #[arg(long, requires = "metrics_addr")]
     hold: bool,
+    /// After the order, serve the dashboard here and keep a wallet actor
+    /// running (a loop that waits for `deposit` signals), until Ctrl-C.
+    #[arg(long)]
+    dashboard_addr: Option<std::net::SocketAddr>,
 }
 
 static CRASH_ARMED: AtomicBool = AtomicBool::new(true);
 static CRASH_NOW: Notify = Notify::const_new();
 static CRASH_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(8);
 
+/// Prints a line from inside a workflow or the tracing layer. A closed
+/// stdout must not panic there: the panic would park the workflow.
+fn out(line: impl fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 fn say(what: impl fmt::Display) {
-    println!("  ▶ executing {what}");
+    out(format_args!("  ▶ executing {what}"));
 }
 
 #[derive(Serialize, Deserialize)]
@@ -137,6 +148,42 @@ impl Workflow for Order {
     }
 }
 
+/// A deposit into the wallet: `{"cents": 500}`.
+#[derive(Serialize, Deserialize, Signal)]
+struct Deposit {
+    cents: u64,
+}
+
+/// What the wallet holds.
+#[derive(Serialize, Deserialize, Default)]
+struct Balance {
+    cents: u64,
+    deposits: u64,
+}
+
+/// An actor that lives for ever: each iteration waits (out of memory) for
+/// a deposit and adds it to the balance, its loop state.
+struct Wallet;
+impl Workflow for Wallet {
+    const NAME: &'static str = "wallet";
+    type Input = String;
+    type Output = ();
+    async fn run(ctx: &mut WorkflowCtx, _owner: &String) -> Result<()> {
+        ctx.repeat(Balance::default())
+            .commit_every(1)
+            .run(|ctx, balance| {
+                async move {
+                    let Deposit { cents } = ctx.listen::<Deposit>().await?;
+                    balance.cents += cents;
+                    balance.deposits += 1;
+                    Ok(Loop::<()>::Continue)
+                }
+                .boxed()
+            })
+            .await
+    }
+}
+
 /// Prints each step the engine answers from history.
 struct ReplayPrinter;
 
@@ -169,10 +216,10 @@ impl<S: tracing::Subscriber> Layer<S> for ReplayPrinter {
         let mut f = ReplayFields::default();
         event.record(&mut f);
         if f.kind == "loop" {
-            println!(
+            out(format_args!(
                 "  ↺ resumed   loop at {} from its checkpoint at iteration {}",
                 f.location, f.iteration
-            );
+            ));
             return;
         }
         let what = if f.name.is_empty() {
@@ -180,10 +227,10 @@ impl<S: tracing::Subscriber> Layer<S> for ReplayPrinter {
         } else {
             format!("{} `{}`", f.kind, f.name)
         };
-        println!(
+        out(format_args!(
             "  ↺ replayed  {what} at {} (recorded result, not run again)",
             f.location
-        );
+        ));
     }
 }
 
@@ -201,7 +248,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     let url = format!("sqlite://{}", args.file.display());
     println!("Octane demo — database {url}\n");
-    let engine = Engine::open(&url).await?.register::<Order>();
+    let engine = Engine::open(&url)
+        .await?
+        .register::<Order>()
+        .register::<Wallet>();
     if let Some(addr) = args.metrics_addr {
         engine.serve_metrics(addr)?;
         println!("Metrics: http://{addr}/metrics\n");
@@ -252,9 +302,33 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         state == WorkflowState::Completed,
         "the order did not complete: {state}"
     );
+    if let Some(addr) = args.dashboard_addr {
+        return serve_wallet(&engine, addr).await;
+    }
     if args.hold {
         println!("\nServing metrics until Ctrl-C.");
         tokio::signal::ctrl_c().await?;
     }
+    Ok(())
+}
+
+/// Starts a wallet actor with three deposits, and serves the dashboard
+/// beside a worker until Ctrl-C.
+async fn serve_wallet(engine: &Engine, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let worker = engine.worker().spawn();
+    let wallet = engine
+        .dispatch::<Wallet>("ada".into())
+        .tag("demo", "yes")
+        .await?;
+    for cents in [100, 250, 50] {
+        engine.signal(Deposit { cents }).to(wallet).await?;
+    }
+    let dashboard = engine.serve_dashboard(addr).await?;
+    println!(
+        "\nWallet {wallet} is a loop that waits for `deposit` signals; send one from its page."
+    );
+    println!("Dashboard: http://{}/", dashboard.addr());
+    tokio::signal::ctrl_c().await?;
+    worker.shutdown().await;
     Ok(())
 }

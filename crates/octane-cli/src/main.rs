@@ -51,6 +51,16 @@ enum Command {
     /// The schedules that start workflows on a cron expression.
     #[command(subcommand)]
     Schedule(Schedule),
+    /// Serve the web dashboard for the database, until Ctrl-C.
+    Dashboard {
+        /// Where to listen; beyond loopback only with a token.
+        #[arg(long, default_value = "127.0.0.1:8233")]
+        addr: std::net::SocketAddr,
+        /// Required on every request (as `Authorization: Bearer TOKEN`, or
+        /// once as `?token=TOKEN`).
+        #[arg(long, env = "OCTANE_DASHBOARD_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -185,6 +195,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Prune { older_than } => wf::prune(&open(&db).await?, older_than).await,
         Command::Db(Db::Plans) => db::plans(&open(&db).await?).await,
+        Command::Dashboard { addr, token } => {
+            let engine = open(&db).await?;
+            let mut dashboard = engine.dashboard();
+            if let Some(token) = token {
+                dashboard = dashboard.token(token);
+            }
+            let served = dashboard.serve(addr).await?;
+            println!("Dashboard: http://{}/", served.addr());
+            tokio::signal::ctrl_c().await?;
+            Ok(())
+        }
         Command::Schedule(cmd) => {
             let engine = open(&db).await?;
             match cmd {

@@ -1,12 +1,11 @@
 //! `octane wf …` and `octane prune`: inspect and steer stored workflows.
 
-use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Context;
-use octane::history::{iteration_of, EventKind};
-use octane::{Engine, HistoryEntry, ListFilter, WorkflowId};
+use octane::history::EventKind;
+use octane::{Engine, HistoryEntry, ListFilter, LoopSummary, WorkflowId};
 
 /// Parses a workflow id, naming the bad input.
 pub(crate) fn parse_id(s: &str) -> anyhow::Result<WorkflowId> {
@@ -114,6 +113,7 @@ fn time(ms: i64) -> String {
 /// how many iterations are forgotten and how many of those are still
 /// stored; its state follows, pretty-printed.
 pub(crate) fn render_tree(history: &[HistoryEntry]) -> Vec<String> {
+    let loops = LoopSummary::of(history);
     let mut lines = Vec::new();
     for entry in history.iter().filter(|h| !h.forgotten) {
         let e = &entry.event;
@@ -131,42 +131,30 @@ pub(crate) fn render_tree(history: &[HistoryEntry]) -> Vec<String> {
         }
         match e.kind {
             EventKind::Loop => {
-                let retained: BTreeSet<u64> = history
-                    .iter()
-                    .filter(|h| h.forgotten)
-                    .filter_map(|h| iteration_of(&e.location, &h.event.location))
-                    .collect();
-                if e.done {
-                    line.push_str(&format!(" — finished at iteration {}", e.iteration));
+                let Some(l) = loops.iter().find(|l| l.location == e.location) else {
+                    continue;
+                };
+                if l.done {
+                    line.push_str(&format!(" — finished at iteration {}", l.checkpoint));
                 } else {
-                    // The iteration running now is the last one that recorded
-                    // a step since the checkpoint (or the checkpoint's own).
-                    let current = history
-                        .iter()
-                        .filter(|h| !h.forgotten)
-                        .filter_map(|h| iteration_of(&e.location, &h.event.location))
-                        .max()
-                        .unwrap_or(e.iteration)
-                        .max(e.iteration);
                     line.push_str(&format!(
-                        " — at iteration {current}, checkpoint at iteration {}",
-                        e.iteration
+                        " — at iteration {}, checkpoint at iteration {}",
+                        l.current, l.checkpoint
                     ));
                 }
                 line.push_str(&format!(
                     ", {} iteration(s) forgotten, {} of them retained",
-                    e.iteration,
-                    retained.len()
+                    l.forgotten, l.retained
                 ));
                 lines.push(line);
-                let label = if e.done { "output" } else { "state" };
-                for (i, l) in pretty(e.data.as_deref()).lines().enumerate() {
+                let label = if l.done { "output" } else { "state" };
+                for (i, text) in pretty(l.data.as_deref()).lines().enumerate() {
                     let head = if i == 0 {
                         format!("{label}: ")
                     } else {
                         "       ".to_string()
                     };
-                    lines.push(format!("{:<24}{indent}  {head}{l}", ""));
+                    lines.push(format!("{:<24}{indent}  {head}{text}", ""));
                 }
                 continue;
             }

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use octane::history::Event;
 use octane::store::{
-    Batch, Catalog, Cause, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
-    NewWorkflow, PendingSignal, QueryPlan, ScheduleInfo, SignalTarget, Store, StoreError,
-    WorkflowId, WorkflowInfo, WorkflowState,
+    Batch, Catalog, Cause, Census, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter,
+    NewSignal, NewWorkflow, PendingSignal, QueryPlan, ScheduleInfo, SignalTarget, Store,
+    StoreError, WorkflowId, WorkflowInfo, WorkflowState,
 };
 
 /// The store calls a fault can target.
@@ -293,6 +293,9 @@ impl Catalog for Faults {
     }
     async fn query_plans(&self) -> Result<Vec<QueryPlan>, StoreError> {
         self.inner.catalog().query_plans().await
+    }
+    async fn census(&self) -> Result<Census, StoreError> {
+        self.inner.catalog().census().await
     }
     async fn put_schedule(&self, s: ScheduleInfo) -> Result<(), StoreError> {
         self.inner.catalog().put_schedule(s).await

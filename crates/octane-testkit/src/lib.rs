@@ -10,6 +10,7 @@
 
 pub mod crash;
 pub mod faults;
+pub mod http;
 pub mod process;
 pub mod seed;
 

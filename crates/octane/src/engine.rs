@@ -15,8 +15,8 @@ use crate::message::{Message, Subscription};
 use crate::runtime::Core;
 use crate::signal::Signal;
 use crate::store::{
-    self, Catalog, Control, DispatchKey, IfFinished, ListCursor, ListFilter, NewSignal,
-    NewWorkflow, SignalTarget, Store, WorkflowId, WorkflowInfo, WorkflowState,
+    self, Catalog, Census, Control, DispatchKey, IfFinished, ListCursor, ListFilter, NewSignal,
+    NewWorkflow, PendingSignal, SignalTarget, Store, WorkflowId, WorkflowInfo, WorkflowState,
 };
 use crate::worker::WorkerBuilder;
 
@@ -64,7 +64,10 @@ impl Engine {
     /// that cannot be reached or migrated. No message shows the password.
     pub async fn open(url: &str) -> Result<Engine, Error> {
         match store::open(url).await {
-            Ok(store) => Ok(Engine::with_store(store)),
+            Ok(store) => {
+                let label = store::mask_password(url);
+                Ok(Engine::with_store(store).with(|core| core.store_url = Some(label)))
+            }
             Err(e @ store::StoreError::BadUrl { .. }) => Err(Error::Store(e)),
             Err(source) => Err(Error::Open {
                 url: store::mask_password(url),
@@ -502,6 +505,33 @@ impl Engine {
         progress: impl FnMut(u64),
     ) -> Result<u64, Error> {
         Ok(self.core.prune(older_than, progress).await?)
+    }
+
+    /// How many workflows there are of each name in each state, and the
+    /// iterations all stored loops have checkpointed (see
+    /// [`Catalog::census`]): what an overview shows.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn census(&self) -> Result<Census, Error> {
+        Ok(self.catalog().census().await?)
+    }
+
+    /// The oldest `limit` signals sent to a workflow that it has not
+    /// consumed yet, whatever their names.
+    ///
+    /// # Errors
+    /// [`Error::WorkflowNotFound`]; a store error.
+    pub async fn pending_signals(
+        &self,
+        id: WorkflowId,
+        limit: usize,
+    ) -> Result<Vec<PendingSignal>, Error> {
+        self.get(id).await?;
+        Ok(self
+            .catalog()
+            .pending_signals(id, Vec::new(), limit)
+            .await?)
     }
 
     /// Every stored event of a workflow in history order, each marked

@@ -262,6 +262,15 @@ pub enum Error {
         message: String,
     },
 
+    /// The dashboard could not be started.
+    #[error("cannot serve the dashboard on {addr}: {message}")]
+    Dashboard {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why it failed.
+        message: String,
+    },
+
     /// The workflow is parked: the engine stopped it because it cannot run
     /// as it is (see [`WorkflowState::Parked`]). Not final: deploy code that
     /// fits, [`Engine::wake`](crate::Engine::wake) it, and wait again.

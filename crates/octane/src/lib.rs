@@ -50,6 +50,8 @@
 mod activity;
 pub mod clock;
 mod ctx;
+#[cfg(feature = "dashboard")]
+mod dashboard;
 mod engine;
 mod error;
 mod export;
@@ -74,10 +76,12 @@ pub mod __private {
 
 pub use activity::{Activity, ActivityCtx, RetryPolicy};
 pub use ctx::{Child, Join, MessageSend, SignalDraft, SignalSend, Workflow, WorkflowCtx};
+#[cfg(feature = "dashboard")]
+pub use dashboard::{Dashboard, DashboardBuilder};
 pub use engine::{Dispatch, DispatchJson, Engine, HistoryEntry, Page, SignalBuilder};
 pub use error::{Error, HISTORY_DIVERGED};
 pub use export::{WorkflowExport, EXPORT_FORMAT};
-pub use loop_state::LoopState;
+pub use loop_state::{LoopState, LoopSummary};
 pub use loops::{Loop, Repeat};
 pub use message::{Message, Subscription};
 /// Derives [`Message`](trait@Message) (name: the type's in snake case, or `#[message(name = "…")]`).

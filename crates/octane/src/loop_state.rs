@@ -1,10 +1,13 @@
 //! A loop's last checkpoint read straight from the store: how far an actor
 //! has come, for programs that must not replay anything to ask.
 
+use std::collections::BTreeSet;
+
 use serde::de::DeserializeOwned;
 
+use crate::engine::HistoryEntry;
 use crate::error::Error;
-use crate::history::{Event, Location};
+use crate::history::{iteration_of, Event, EventKind, Location};
 use crate::store::WorkflowId;
 use crate::Engine;
 
@@ -95,4 +98,64 @@ fn decode<S: DeserializeOwned>(id: WorkflowId, event: &Event) -> Result<LoopStat
         state: serde_json::from_str(json).map_err(|e| decode_error(e.to_string()))?,
         recorded_at: event.recorded_at,
     })
+}
+
+/// One loop as a workflow's stored history tells it: where it is, how much
+/// of it is forgotten, its state. What `octane wf show` and the dashboard
+/// print; see [`LoopSummary::of`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LoopSummary {
+    /// Where the loop is in its workflow's history.
+    pub location: Location,
+    /// Whether it has ended (then `data` is its output).
+    pub done: bool,
+    /// The iteration of its checkpoint (its last, once done).
+    pub checkpoint: u64,
+    /// The iteration under way: the last one that recorded a step since the
+    /// checkpoint, or the checkpoint's own.
+    pub current: u64,
+    /// Iterations forgotten: every one before the checkpoint.
+    pub forgotten: u64,
+    /// How many of the forgotten iterations are still stored (`retain`).
+    pub retained: u64,
+    /// The state at the checkpoint (the output once done), as JSON.
+    pub data: Option<String>,
+}
+
+impl LoopSummary {
+    /// The loops of a history as [`Engine::history`] returns it, in history
+    /// order.
+    pub fn of(history: &[HistoryEntry]) -> Vec<LoopSummary> {
+        history
+            .iter()
+            .filter(|h| !h.forgotten && h.event.kind == EventKind::Loop)
+            .map(|h| {
+                let e = &h.event;
+                let iterations = |forgotten: bool| {
+                    history
+                        .iter()
+                        .filter(move |o| o.forgotten == forgotten)
+                        .filter_map(|o| iteration_of(&e.location, &o.event.location))
+                };
+                let retained: BTreeSet<u64> = iterations(true).collect();
+                let current = if e.done {
+                    e.iteration
+                } else {
+                    iterations(false)
+                        .max()
+                        .unwrap_or(e.iteration)
+                        .max(e.iteration)
+                };
+                LoopSummary {
+                    location: e.location.clone(),
+                    done: e.done,
+                    checkpoint: e.iteration,
+                    current,
+                    forgotten: e.iteration,
+                    retained: retained.len() as u64,
+                    data: e.data.clone(),
+                }
+            })
+            .collect()
+    }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::ctx::{RunShared, WorkflowCtx};
+use crate::ctx::{panic_message, RunShared, WorkflowCtx};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::export::WorkflowExport;
@@ -321,8 +321,11 @@ async fn check(
         Ok(Err(RunError::Workflow(e))) => Verdict::Fails {
             error: format!("{e:#}"),
         },
-        Err(_) => Verdict::Fails {
-            error: format!("workflow `{name}` panicked"),
+        Err(panic) => Verdict::Fails {
+            error: format!(
+                "workflow `{name}` panicked: {}",
+                panic_message(panic.as_ref())
+            ),
         },
     }
 }

@@ -305,7 +305,32 @@ async fn a_parked_child_does_not_resolve_its_parent(db: TestDb) {
     worker.shutdown().await;
 }
 
+/// Workflow code (not an activity) that panics.
+struct Panics;
+impl Workflow for Panics {
+    const NAME: &'static str = "panics";
+    type Input = u64;
+    type Output = ();
+    async fn run(_: &mut WorkflowCtx, n: &u64) -> Result<()> {
+        panic!("the ledger is off by {n}");
+    }
+}
+
+async fn a_panic_in_workflow_code_parks_it_with_what_the_panic_said(db: TestDb) {
+    let engine = deploy::<Panics>(&db).await;
+    let worker = fast_worker(&engine);
+    let id = engine.dispatch::<Panics>(42).await.unwrap();
+    let info = wait_state(&engine, id, WorkflowState::Parked).await;
+    worker.shutdown().await;
+    assert_eq!(info.code, Some(octane::FailureCode::Panic));
+    assert_eq!(
+        info.error.as_deref(),
+        Some("workflow `panics` panicked: the ledger is off by 42")
+    );
+}
+
 support::store_tests!(
+    a_panic_in_workflow_code_parks_it_with_what_the_panic_said,
     a_parked_workflow_keeps_its_signals_and_takes_them_all_once_fixed,
     a_signal_that_does_not_decode_parks_the_workflow_and_is_kept,
     a_parked_child_does_not_resolve_its_parent,

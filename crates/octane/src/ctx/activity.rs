@@ -7,7 +7,7 @@ use std::time::Instant;
 use futures::FutureExt;
 use tracing::Instrument;
 
-use super::{decode, encode, RunShared, Step, WorkflowCtx};
+use super::{decode, encode, panic_message, RunShared, Step, WorkflowCtx};
 use crate::activity::{Activity, ActivityCtx};
 use crate::error::Error;
 use crate::history::{input_hash, Event, EventKind, Location, StepRequest};
@@ -205,14 +205,4 @@ async fn fail_for_good<T>(
         attempts,
         message,
     })
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a non-string payload".to_string()
-    }
 }

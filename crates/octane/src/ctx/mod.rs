@@ -25,7 +25,7 @@ pub use child::Child;
 pub use join::Join;
 pub use listen::{SignalDraft, SignalSend};
 pub use message::MessageSend;
-pub(crate) use run::{error_chain, Interrupt, RunConfig, RunEnv, RunShared, Stops};
+pub(crate) use run::{error_chain, panic_message, Interrupt, RunConfig, RunEnv, RunShared, Stops};
 pub use workflow::Workflow;
 
 use crate::clock::from_ms;

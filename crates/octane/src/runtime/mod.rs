@@ -41,6 +41,8 @@ pub(crate) struct Core {
     pub stopped: Arc<Notify>,
     /// How long finished workflows are kept, if workers prune them.
     pub retain_finished: Option<Duration>,
+    /// The URL the store was opened from (password masked), if it was.
+    pub store_url: Option<String>,
 }
 
 impl Core {
@@ -62,6 +64,7 @@ impl Core {
             finished: Arc::new(Notify::new()),
             stopped: Arc::new(Notify::new()),
             retain_finished: None,
+            store_url: None,
         }
     }
 

@@ -40,6 +40,7 @@ pub use types::{
     PendingSignal, QueryPlan, ScheduleInfo, SignalTarget, Suspend, Transition, WorkerRecord,
     WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
 };
+pub use types::{Census, StateCount};
 
 pub use error::{mask_password, Cause, StoreError};
 
@@ -161,7 +162,8 @@ pub trait Catalog: Send + Sync {
     /// Where a signal to `target` would go, without sending it.
     async fn resolve_target(&self, target: SignalTarget) -> Result<Delivery, StoreError>;
 
-    /// The oldest `limit` pending signals of the given names, in send order.
+    /// The oldest `limit` pending signals of the given names (of every
+    /// name when `names` is empty), in send order.
     async fn pending_signals(
         &self,
         id: WorkflowId,
@@ -211,6 +213,12 @@ pub trait Catalog: Send + Sync {
     /// the statistics it holds: for an operator checking that a large or
     /// old database still uses the indexes the queries are written for.
     async fn query_plans(&self) -> Result<Vec<QueryPlan>, StoreError>;
+
+    /// How many workflows there are of each name in each state, and the
+    /// iterations all stored loops have checkpointed: what an overview
+    /// shows. Reads every workflow's row (through an index): for a page an
+    /// operator opens, not for a hot path.
+    async fn census(&self) -> Result<Census, StoreError>;
 }
 
 /// Opens the store a URL names: `sqlite://PATH` or `postgres://…`.

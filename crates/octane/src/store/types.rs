@@ -608,6 +608,29 @@ mod tests {
     }
 }
 
+/// How many workflows of one name are in one state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StateCount {
+    /// The workflow name.
+    pub name: String,
+    /// The state.
+    pub state: WorkflowState,
+    /// How many.
+    pub count: u64,
+}
+
+/// The figures of an overview of the database: see
+/// [`Catalog::census`](super::Catalog::census).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Census {
+    /// Workflows by name and state (only the pairs that occur), sorted.
+    pub counts: Vec<StateCount>,
+    /// The iterations at every stored loop's checkpoint, summed: how much
+    /// it grew over a while is how many loop iterations were done in it,
+    /// to the checkpoint interval.
+    pub loop_iterations: u64,
+}
+
 /// How the database runs one of a store's frequent queries: see
 /// [`Catalog::query_plans`](super::Catalog::query_plans).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::leases::LeaseGuard;
-use crate::ctx::{error_chain, Interrupt, RunShared, Stops, WorkflowCtx};
+use crate::ctx::{error_chain, panic_message, Interrupt, RunShared, Stops, WorkflowCtx};
 use crate::error::Error;
 use crate::history::{History, Location};
 use crate::runtime::{Core, RunError};
@@ -115,8 +115,12 @@ async fn run_one(
             Ok(Err(RunError::Workflow(e))) => Transition::Fail {
                 error: format!("{e:#}"),
             },
-            Err(_) => Transition::Park {
-                error: format!("workflow `{}` panicked", registered.name),
+            Err(panic) => Transition::Park {
+                error: format!(
+                    "workflow `{}` panicked: {}",
+                    registered.name,
+                    panic_message(panic.as_ref())
+                ),
                 code: FailureCode::Panic,
             },
         },

@@ -51,7 +51,7 @@ use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
-    Batch, Catalog, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
+    Batch, Catalog, Census, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
     NewWorkflow, PendingSignal, QueryPlan, ScheduleInfo, SignalTarget, Store, StoreError,
     WorkflowId, WorkflowInfo, WorkflowState,
 };
@@ -314,6 +314,10 @@ impl Catalog for PostgresStore {
 
     async fn query_plans(&self) -> Result<Vec<QueryPlan>, StoreError> {
         in_tx!(self, tx => plans::explain_all(&tx).await?)
+    }
+
+    async fn census(&self) -> Result<Census, StoreError> {
+        in_tx!(self, tx => workflows::census(&tx).await?)
     }
 
     async fn put_schedule(&self, schedule: ScheduleInfo) -> Result<(), StoreError> {

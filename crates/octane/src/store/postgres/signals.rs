@@ -117,6 +117,9 @@ async fn state_of(
 /// A workflow's pending signals of some names, oldest first.
 const PENDING_SQL: &str = "SELECT seq, name, body FROM signals
      WHERE workflow_id = $1 AND name = ANY($2) ORDER BY seq LIMIT $3";
+/// [`PENDING_SQL`] for every name (`$2`, empty, unused but bound alike).
+const PENDING_ANY_SQL: &str = "SELECT seq, name, body FROM signals
+     WHERE workflow_id = $1 AND cardinality($2::text[]) = 0 ORDER BY seq LIMIT $3";
 
 pub(super) async fn pending(
     tx: &Transaction<'_>,
@@ -125,7 +128,12 @@ pub(super) async fn pending(
     limit: usize,
 ) -> Result<Vec<PendingSignal>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let stmt = tx.prepare_cached(PENDING_SQL).await?;
+    let sql = if names.is_empty() {
+        PENDING_ANY_SQL
+    } else {
+        PENDING_SQL
+    };
+    let stmt = tx.prepare_cached(sql).await?;
     tx.query(&stmt, &[&id.to_string(), &names, &limit])
         .await?
         .iter()

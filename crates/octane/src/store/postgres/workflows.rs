@@ -11,8 +11,8 @@ use super::{notify_runnable, signals};
 use crate::store::codec::parse_id;
 use crate::store::lifecycle::{self, Change, Values, RUNNABLE};
 use crate::store::{
-    Control, IfFinished, ListFilter, NewWorkflow, Owner, StoreError, Transition, WorkflowId,
-    WorkflowInfo, WorkflowState,
+    Census, Control, IfFinished, ListFilter, NewWorkflow, Owner, StateCount, StoreError,
+    Transition, WorkflowId, WorkflowInfo, WorkflowState,
 };
 
 const COLUMNS: &str =
@@ -361,5 +361,34 @@ fn decode(row: &Row) -> Result<WorkflowInfo, StoreError> {
         created_at: row.try_get(8)?,
         updated_at: row.try_get(9)?,
         owner: Owner::from_row(row.try_get(11)?, row.try_get(12)?, row.try_get(13)?),
+    })
+}
+
+/// Workflows by name and state, and the loops' checkpointed iterations.
+pub(super) async fn census(tx: &Transaction<'_>) -> Result<Census, StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT state, name, COUNT(*) FROM workflows GROUP BY name, state ORDER BY name, state",
+        )
+        .await?;
+    let counts = tx
+        .query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StateCount {
+                state: parse_state(r)?,
+                name: r.try_get(1)?,
+                count: r.try_get::<_, i64>(2)?.unsigned_abs(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let stmt = tx
+        .prepare_cached("SELECT COALESCE(SUM(iteration), 0)::bigint FROM events WHERE kind = 4")
+        .await?;
+    let loop_iterations: i64 = tx.query_one(&stmt, &[]).await?.try_get(0)?;
+    Ok(Census {
+        counts,
+        loop_iterations: loop_iterations.unsigned_abs(),
     })
 }

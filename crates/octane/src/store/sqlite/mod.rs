@@ -53,9 +53,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{
-    Batch, Catalog, Cause, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter, NewSignal,
-    NewWorkflow, PendingSignal, QueryPlan, ScheduleInfo, SignalTarget, Store, StoreError,
-    WorkflowId, WorkflowInfo, WorkflowState,
+    Batch, Catalog, Cause, Census, ClaimRequest, Claimed, Control, Delivery, Lease, ListFilter,
+    NewSignal, NewWorkflow, PendingSignal, QueryPlan, ScheduleInfo, SignalTarget, Store,
+    StoreError, WorkflowId, WorkflowInfo, WorkflowState,
 };
 use super::{Liveness, WorkerRecord};
 use crate::history::Event;
@@ -402,6 +402,10 @@ impl Catalog for SqliteStore {
 
     async fn query_plans(&self) -> Result<Vec<QueryPlan>, StoreError> {
         self.read(plans::explain_all).await
+    }
+
+    async fn census(&self) -> Result<Census, StoreError> {
+        self.read(workflows::census).await
     }
 
     async fn put_schedule(&self, schedule: ScheduleInfo) -> Result<(), StoreError> {

@@ -104,6 +104,9 @@ pub(super) fn deliver(conn: &Connection, signal: &NewSignal) -> Result<Delivery,
 const PENDING_SQL: &str = "SELECT seq, name, body FROM signals
      WHERE workflow_id = ?1 AND name IN (SELECT value FROM json_each(?2))
      ORDER BY seq LIMIT ?3";
+/// [`PENDING_SQL`] for every name (`?2` unused but bound alike).
+const PENDING_ANY_SQL: &str = "SELECT seq, name, body FROM signals
+     WHERE workflow_id = ?1 AND ?2 = '[]' ORDER BY seq LIMIT ?3";
 
 pub(super) fn pending(
     conn: &Connection,
@@ -117,7 +120,11 @@ pub(super) fn pending(
     })?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = conn
-        .prepare_cached(PENDING_SQL)?
+        .prepare_cached(if names.is_empty() {
+            PENDING_ANY_SQL
+        } else {
+            PENDING_SQL
+        })?
         .query_map((id.to_string(), names_json, limit), |r| {
             Ok(PendingSignal {
                 seq: r.get(0)?,

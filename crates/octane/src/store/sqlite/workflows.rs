@@ -10,8 +10,8 @@ use super::signals;
 use crate::store::codec::{parse_id, parse_state};
 use crate::store::lifecycle::{self, Change, Values, RUNNABLE};
 use crate::store::{
-    Control, IfFinished, ListFilter, NewWorkflow, Owner, StoreError, Transition, WorkflowId,
-    WorkflowInfo, WorkflowState,
+    Census, Control, IfFinished, ListFilter, NewWorkflow, Owner, StateCount, StoreError,
+    Transition, WorkflowId, WorkflowInfo, WorkflowState,
 };
 
 const COLUMNS: &str =
@@ -311,5 +311,36 @@ fn decode(raw: RawWorkflow) -> Result<WorkflowInfo, StoreError> {
         created_at,
         updated_at,
         owner,
+    })
+}
+
+/// Workflows by name and state, and the loops' checkpointed iterations.
+pub(super) fn census(conn: &Connection) -> Result<Census, StoreError> {
+    let counts = conn
+        .prepare_cached(
+            "SELECT name, state, COUNT(*) FROM workflows GROUP BY name, state ORDER BY name, state",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?
+        .map(|row| {
+            let (name, state, count) = row?;
+            Ok(StateCount {
+                name,
+                state: parse_state(&state)?,
+                count: count.unsigned_abs(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let loop_iterations: i64 = conn
+        .prepare_cached("SELECT COALESCE(SUM(iteration), 0) FROM events WHERE kind = 4")?
+        .query_row([], |r| r.get(0))?;
+    Ok(Census {
+        counts,
+        loop_iterations: loop_iterations.unsigned_abs(),
     })
 }
