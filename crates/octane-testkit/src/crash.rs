@@ -145,11 +145,11 @@ impl Store for CrashAfter {
         }
         Ok(())
     }
-    async fn renew(&self, l: Vec<Lease>, e: i64) -> Result<Vec<WorkflowId>, StoreError> {
+    async fn renew(&self, l: Vec<Lease>, n: i64, e: i64) -> Result<Vec<WorkflowId>, StoreError> {
         if self.has_crashed() {
             return std::future::pending().await;
         }
-        self.inner.renew(l, e).await
+        self.inner.renew(l, n, e).await
     }
     async fn expire_deadlines(&self, now: i64) -> Result<Vec<WorkflowId>, StoreError> {
         if self.has_crashed() {

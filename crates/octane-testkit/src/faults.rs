@@ -217,9 +217,9 @@ impl Store for Faults {
             }
         }
     }
-    async fn renew(&self, l: Vec<Lease>, e: i64) -> Result<Vec<WorkflowId>, StoreError> {
+    async fn renew(&self, l: Vec<Lease>, n: i64, e: i64) -> Result<Vec<WorkflowId>, StoreError> {
         self.enter(Op::Renew).await?;
-        self.inner.renew(l, e).await
+        self.inner.renew(l, n, e).await
     }
     async fn expire_deadlines(&self, now: i64) -> Result<Vec<WorkflowId>, StoreError> {
         self.inner.expire_deadlines(now).await

@@ -265,6 +265,15 @@ impl TestEnv {
     }
 }
 
+/// `engine` reading a clock that runs `ahead` of the system's: a stand-in
+/// for a machine whose clock is wrong, for tests of what such a worker may
+/// and may not do. Call it before spawning workers of the engine.
+pub fn clock_ahead(engine: Engine, ahead: Duration) -> Engine {
+    let clock = Clock::skippable();
+    clock.advance(ahead);
+    engine.with_clock(clock)
+}
+
 /// Replays every `*.json` export (`octane wf export ID > FILE`) in `dir`
 /// against the workflows registered in `engine`, for a `#[test]` that
 /// keeps real histories as fixtures:

@@ -73,10 +73,14 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::LeaseLost`] when the epoch no longer matches.
     async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError>;
 
-    /// Extends the given leases; returns the ids of those that were lost.
+    /// Extends the given leases to `expires_at`, a lease term after `now`
+    /// (both the worker's time; a store shared by machines may measure the
+    /// term on its own clock instead); returns the ids of those that were
+    /// lost.
     async fn renew(
         &self,
         leases: Vec<Lease>,
+        now: i64,
         expires_at: i64,
     ) -> Result<Vec<WorkflowId>, StoreError>;
 

@@ -20,8 +20,8 @@ pub(super) async fn run(store: Arc<dyn Store>, leases: Arc<Leases>, ttl: Duratio
         if held.is_empty() {
             continue;
         }
-        let expires_at = clock.now_ms() + duration_ms(ttl);
-        match store.renew(held.clone(), expires_at).await {
+        let now = clock.now_ms();
+        match store.renew(held.clone(), now, now + duration_ms(ttl)).await {
             Ok(lost) => {
                 for lease in held.iter().filter(|l| lost.contains(&l.workflow_id)) {
                     if leases.lose(lease) {

@@ -1,4 +1,17 @@
 //! Claiming runnable workflows, renewing leases, and fencing writes.
+//!
+//! # Whose clock
+//! A lease's expiry is measured on the database's clock (`now()`, the
+//! transaction's start), never a worker's: workers on machines whose clocks
+//! disagree then agree on which leases have run out. Workers still send
+//! their own time for what is workflow time (wake-ups, `updated_at`).
+//!
+//! # Lock order
+//! A transaction that locks several workflow rows takes them in id order,
+//! in one statement ([`LOCK_ROWS`]), before it writes: a commit (its own
+//! row, the workflows it signals, the parent it wakes), a renewal, a
+//! cancel. Two such transactions then never wait for each other in a
+//! cycle, which Postgres would break by aborting one (a deadlock).
 
 use deadpool_postgres::Transaction;
 use tokio_postgres::Statement;
@@ -10,21 +23,28 @@ use crate::store::{
     ClaimRequest, Claimed, ClaimedWorkflow, FailureCode, Lease, StoreError, Transition, WorkflowId,
 };
 
-/// The claim: `$1` owner, `$2` lease expiry, `$3` now, `$4` limit, `$5` the
-/// registered names. Its predicate matches the partial index
-/// `workflows_runnable`, so it reads only unfinished workflows however
-/// many finished ones the database holds.
-pub(super) const CLAIM_SQL: &str = "UPDATE workflows
-     SET state = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1,
-         lease_expires = $2, wake_at = $3, updated_at = $3,
-         listening = NULL, waiting_child = NULL
-     WHERE id IN (
-         SELECT id FROM workflows
-         WHERE state IN ('pending', 'running', 'sleeping') AND name = ANY($5)
-           AND wake_at <= $3 AND (lease_expires IS NULL OR lease_expires <= $3)
-         ORDER BY wake_at LIMIT $4
-         FOR UPDATE SKIP LOCKED)
-     RETURNING id, name, input, lease_epoch";
+/// The database's clock in ms since the epoch: the time leases expire by.
+pub(super) const DB_NOW: &str = "(EXTRACT(EPOCH FROM now()) * 1000)::bigint";
+
+/// The claim: `$1` owner, `$2` the lease term (ms), `$3` now (the worker's:
+/// wake-ups are workflow time), `$4` limit, `$5` the registered names. Its
+/// predicate matches the partial index `workflows_runnable`, so it reads
+/// only unfinished workflows however many finished ones the database holds.
+pub(super) fn claim_sql() -> String {
+    format!(
+        "UPDATE workflows
+         SET state = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1,
+             lease_expires = {DB_NOW} + $2, wake_at = $3, updated_at = $3,
+             listening = NULL, waiting_child = NULL
+         WHERE id IN (
+             SELECT id FROM workflows
+             WHERE state IN ('pending', 'running', 'sleeping') AND name = ANY($5)
+               AND wake_at <= $3 AND (lease_expires IS NULL OR lease_expires <= {DB_NOW})
+             ORDER BY wake_at LIMIT $4
+             FOR UPDATE SKIP LOCKED)
+         RETURNING id, name, input, lease_epoch"
+    )
+}
 
 /// The earliest wake-up among waiting workflows of the names `$1`.
 pub(super) const NEXT_WAKE_SQL: &str = "SELECT MIN(wake_at) FROM workflows
@@ -39,12 +59,10 @@ pub(super) async fn claim(tx: &Transaction<'_>, req: &ClaimRequest) -> Result<Cl
     }
     let owner = req.owner.to_string();
     let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
-    let stmt = tx.prepare_cached(CLAIM_SQL).await?;
+    let term = req.expires_at - req.now;
+    let stmt = tx.prepare_cached(&claim_sql()).await?;
     let rows = tx
-        .query(
-            &stmt,
-            &[&owner, &req.expires_at, &req.now, &limit, &req.names],
-        )
+        .query(&stmt, &[&owner, &term, &req.now, &limit, &req.names])
         .await?;
     let mut workflows = Vec::with_capacity(rows.len());
     for row in rows {
@@ -84,30 +102,58 @@ pub(super) async fn claim(tx: &Transaction<'_>, req: &ClaimRequest) -> Result<Cl
     })
 }
 
-/// The fencing query for [`fence`].
-pub(super) const FENCE: &str = "SELECT 1 FROM workflows
-     WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3 AND state = 'running'
-     FOR UPDATE";
+/// Locks workflow rows in id order: `$1` ids, and with `$3` also the
+/// parent of `$2`. Returns each locked row's id, lease and state, for the
+/// fence.
+pub(super) const LOCK_ROWS: &str = "SELECT id, lease_owner, lease_epoch, state FROM workflows
+     WHERE id = ANY($1::text[] || ARRAY(
+         SELECT parent_id FROM workflows WHERE $3 AND id = $2 AND parent_id IS NOT NULL))
+     ORDER BY id FOR UPDATE";
 
-/// Checks that `lease` is current and locks the workflow row until the
-/// transaction ends, so no claim can take it over between this check and
-/// the writes that follow (fencing). `stmt` is [`FENCE`], prepared.
+/// The rows a transaction about `id` locks: its own, `others`, and its
+/// parent's when `with_parent`.
+pub(super) struct LockSet<'a> {
+    pub id: String,
+    pub others: Vec<String>,
+    pub with_parent: bool,
+    pub stmt: &'a Statement,
+}
+
+impl LockSet<'_> {
+    /// Locks the set in id order; returns the state of `id`'s row, if it
+    /// exists, with its lease owner and epoch.
+    pub(super) async fn lock(
+        &self,
+        tx: &Transaction<'_>,
+    ) -> Result<Option<(Option<String>, i64, String)>, StoreError> {
+        let mut ids = self.others.clone();
+        ids.push(self.id.clone());
+        let rows = tx
+            .query(self.stmt, &[&ids, &self.id, &self.with_parent])
+            .await?;
+        for row in rows {
+            if row.try_get::<_, String>(0)? == self.id {
+                return Ok(Some((row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Locks the rows a commit under `lease` touches (see [`LockSet`]) and
+/// checks that the lease is current: the row stays locked until the
+/// transaction ends, so no claim can take the workflow over between this
+/// check and the writes that follow (fencing).
 pub(super) async fn fence(
     tx: &Transaction<'_>,
-    stmt: &Statement,
+    rows: LockSet<'_>,
     lease: &Lease,
 ) -> Result<(), StoreError> {
-    let held = tx
-        .query_opt(
-            stmt,
-            &[
-                &lease.workflow_id.to_string(),
-                &lease.owner.to_string(),
-                &lease.epoch,
-            ],
-        )
-        .await?
-        .is_some();
+    let held = matches!(
+        rows.lock(tx).await?,
+        Some((Some(owner), epoch, state))
+            if owner == lease.owner.to_string() && epoch == lease.epoch && state == "running"
+    );
     if !held {
         return Err(StoreError::LeaseLost {
             workflow_id: lease.workflow_id,
@@ -116,17 +162,23 @@ pub(super) async fn fence(
     Ok(())
 }
 
-/// Extends leases; returns those that were lost.
+/// Extends leases by `term` ms from the database's clock; returns those
+/// that were lost. The rows are locked in id order first.
 pub(super) async fn renew(
     tx: &Transaction<'_>,
     leases: &[Lease],
-    expires_at: i64,
+    term: i64,
 ) -> Result<Vec<WorkflowId>, StoreError> {
+    let ids: Vec<String> = leases.iter().map(|l| l.workflow_id.to_string()).collect();
+    let lock = tx
+        .prepare_cached("SELECT 1 FROM workflows WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .await?;
+    tx.query(&lock, &[&ids]).await?;
     let stmt = tx
-        .prepare_cached(
-            "UPDATE workflows SET lease_expires = $1
-             WHERE id = $2 AND lease_owner = $3 AND lease_epoch = $4 AND state = 'running'",
-        )
+        .prepare_cached(&format!(
+            "UPDATE workflows SET lease_expires = {DB_NOW} + $1
+             WHERE id = $2 AND lease_owner = $3 AND lease_epoch = $4 AND state = 'running'"
+        ))
         .await?;
     let mut lost = Vec::new();
     for lease in leases {
@@ -134,7 +186,7 @@ pub(super) async fn renew(
             .execute(
                 &stmt,
                 &[
-                    &expires_at,
+                    &term,
                     &lease.workflow_id.to_string(),
                     &lease.owner.to_string(),
                     &lease.epoch,

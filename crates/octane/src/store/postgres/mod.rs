@@ -129,6 +129,25 @@ impl PostgresStore {
     }
 }
 
+/// The workflows a batch signals by id: their rows are locked with the
+/// committing workflow's, in id order.
+fn signalled(ops: &[super::WriteOp]) -> Vec<String> {
+    ops.iter()
+        .filter_map(|op| match op {
+            super::WriteOp::SendSignal(NewSignal {
+                target: SignalTarget::Id(id),
+                ..
+            }) => Some(id.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether the transition wakes the workflow's parent (so locks it).
+fn lifecycle_wakes_parent(transition: &super::Transition) -> bool {
+    super::lifecycle::of_transition(transition).is_some_and(|c| c.wake_parent)
+}
+
 /// Sends the wake-up notification, delivered when the transaction commits.
 async fn notify_runnable(tx: &Transaction<'_>) -> Result<(), StoreError> {
     let stmt = tx.prepare_cached("SELECT pg_notify($1, '')").await?;
@@ -190,10 +209,17 @@ impl Store for PostgresStore {
 
     async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
         in_tx!(self, tx => {
-            // The fence is pipelined ahead of the history writes (prepared
+            // The fence, which locks every row the commit touches in id
+            // order, is pipelined ahead of the history writes (prepared
             // first, like every pipelined statement: see `history::apply`).
-            let fence = tx.prepare_cached(leases::FENCE).await?;
-            let fence = leases::fence(&tx, &fence, lease).boxed();
+            let stmt = tx.prepare_cached(leases::LOCK_ROWS).await?;
+            let rows = leases::LockSet {
+                id: lease.workflow_id.to_string(),
+                others: signalled(&batch.ops),
+                with_parent: lifecycle_wakes_parent(&batch.transition),
+                stmt: &stmt,
+            };
+            let fence = leases::fence(&tx, rows, lease).boxed();
             history::apply(&tx, fence, lease.workflow_id, &batch.ops, batch.now).await?;
             workflows::transition(&tx, lease.workflow_id, &batch.transition, batch.now).await?
         })
@@ -202,9 +228,10 @@ impl Store for PostgresStore {
     async fn renew(
         &self,
         leases: Vec<Lease>,
+        now: i64,
         expires_at: i64,
     ) -> Result<Vec<WorkflowId>, StoreError> {
-        in_tx!(self, tx => leases::renew(&tx, &leases, expires_at).await?)
+        in_tx!(self, tx => leases::renew(&tx, &leases, expires_at - now).await?)
     }
 
     fn catalog(&self) -> &dyn Catalog {
@@ -223,7 +250,20 @@ impl Store for PostgresStore {
     }
 
     async fn expire_deadlines(&self, now: i64) -> Result<Vec<WorkflowId>, StoreError> {
-        in_tx!(self, tx => workflows::expire_deadlines(&tx, now).await?)
+        let overdue: Result<Vec<WorkflowId>, StoreError> =
+            in_tx!(self, tx => workflows::overdue(&tx, now).await?);
+        let overdue = overdue?;
+        let mut expired = Vec::with_capacity(overdue.len());
+        // One transaction each: each locks its workflow and that one's
+        // parent, in id order, and never holds more.
+        for id in overdue {
+            let done: Result<bool, StoreError> =
+                in_tx!(self, tx => workflows::expire(&tx, id, now).await?);
+            if done? {
+                expired.push(id);
+            }
+        }
+        Ok(expired)
     }
 
     async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleInfo>, StoreError> {
@@ -240,10 +280,10 @@ impl Store for PostgresStore {
         in_tx!(self, tx => schedules::fire(&tx, &name, due, next_at, &workflow).await?)
     }
 
-    async fn reap_dead_workers(&self, me: uuid::Uuid, now: i64) -> Result<u64, StoreError> {
+    async fn reap_dead_workers(&self, me: uuid::Uuid, _now: i64) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
         let mut gone = Vec::new();
-        for id in workers::lease_holders(&client, &me.to_string(), now).await? {
+        for id in workers::lease_holders(&client, &me.to_string()).await? {
             if workers::is_gone(&client, &id).await? {
                 gone.push(id);
             }
@@ -252,7 +292,7 @@ impl Store for PostgresStore {
         if gone.is_empty() {
             return Ok(0);
         }
-        in_tx!(self, tx => workers::reap(&tx, &gone, now).await?)
+        in_tx!(self, tx => workers::reap(&tx, &gone).await?)
     }
 
     fn watch_runnable(&self, notify: Arc<Notify>) {

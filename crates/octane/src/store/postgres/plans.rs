@@ -21,7 +21,7 @@ pub(super) async fn explain_all(tx: &Transaction<'_>) -> Result<Vec<QueryPlan>, 
         (
             "claim",
             "Index Cond: ((name = ANY",
-            leases::CLAIM_SQL.to_string(),
+            leases::claim_sql(),
             vec![&id, &zero, &zero, &one, &names],
         ),
         (

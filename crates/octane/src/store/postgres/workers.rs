@@ -8,6 +8,7 @@
 use deadpool_postgres::{Object, Transaction};
 use tokio_postgres::NoTls;
 
+use super::leases::DB_NOW;
 use crate::store::{Liveness, StoreError, WorkerRecord};
 
 /// A live worker's session; dropping it closes the session, which releases
@@ -61,20 +62,17 @@ pub(super) async fn register(tx: &Transaction<'_>, w: &WorkerRecord) -> Result<(
     Ok(())
 }
 
-/// Registered workers other than `me` that hold leases still running.
-pub(super) async fn lease_holders(
-    client: &Object,
-    me: &str,
-    now: i64,
-) -> Result<Vec<String>, StoreError> {
+/// Registered workers other than `me` that hold leases still running (on
+/// the database's clock).
+pub(super) async fn lease_holders(client: &Object, me: &str) -> Result<Vec<String>, StoreError> {
     let stmt = client
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT id FROM workers WHERE id <> $1 AND EXISTS (
                  SELECT 1 FROM workflows WHERE lease_owner = workers.id
-                 AND state = 'running' AND lease_expires > $2)",
-        )
+                 AND state = 'running' AND lease_expires > {DB_NOW})"
+        ))
         .await?;
-    let rows = client.query(&stmt, &[&me, &now]).await?;
+    let rows = client.query(&stmt, &[&me]).await?;
     rows.iter()
         .map(|r| r.try_get(0).map_err(StoreError::from))
         .collect()
@@ -100,16 +98,21 @@ pub(super) async fn is_gone(client: &Object, id: &str) -> Result<bool, StoreErro
 
 /// Ends the leases of the dead workers `ids` now and forgets them; returns
 /// how many workflows became claimable.
-pub(super) async fn reap(
-    tx: &Transaction<'_>,
-    ids: &[String],
-    now: i64,
-) -> Result<u64, StoreError> {
+pub(super) async fn reap(tx: &Transaction<'_>, ids: &[String]) -> Result<u64, StoreError> {
+    // In id order, like every transaction that locks several rows.
+    tx.execute(
+        "SELECT 1 FROM workflows WHERE lease_owner = ANY($1) AND state = 'running'
+         ORDER BY id FOR UPDATE",
+        &[&ids],
+    )
+    .await?;
     let freed = tx
         .execute(
-            "UPDATE workflows SET lease_expires = $2
-             WHERE lease_owner = ANY($1) AND state = 'running' AND lease_expires > $2",
-            &[&ids, &now],
+            &format!(
+                "UPDATE workflows SET lease_expires = {DB_NOW}
+                 WHERE lease_owner = ANY($1) AND state = 'running' AND lease_expires > {DB_NOW}"
+            ),
+            &[&ids],
         )
         .await?;
     tx.execute("DELETE FROM workers WHERE id = ANY($1)", &[&ids])

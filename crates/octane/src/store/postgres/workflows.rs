@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
+use super::leases::{LockSet, LOCK_ROWS};
 use super::lifecycle::update;
 use super::rows::{has_all_tags, parse_state};
 use super::{notify_runnable, signals};
@@ -289,27 +290,68 @@ pub(super) async fn prune(
     Ok(ids.len() as u64)
 }
 
-/// Unfinished workflows whose deadline is at or before `$1`, locked.
+/// Unfinished workflows whose deadline is at or before `$1`.
 pub(super) const OVERDUE_SQL: &str = "SELECT id FROM workflows
      WHERE deadline_at <= $1 AND deadline_at IS NOT NULL
        AND state NOT IN ('completed', 'failed', 'cancelled')
-     ORDER BY deadline_at LIMIT 500 FOR UPDATE SKIP LOCKED";
+     ORDER BY deadline_at LIMIT 500";
 
-/// Cancels the workflows past their deadline (up to 500 a call); another
-/// worker doing the same at once takes the others (`SKIP LOCKED`).
-pub(super) async fn expire_deadlines(
+/// Up to 500 workflows past their deadline, to cancel one by one.
+pub(super) async fn overdue(tx: &Transaction<'_>, now: i64) -> Result<Vec<WorkflowId>, StoreError> {
+    tx.query(OVERDUE_SQL, &[&now])
+        .await?
+        .iter()
+        .map(|row| parse_id(&row.try_get::<_, String>(0)?))
+        .collect()
+}
+
+/// Cancels `id` if it is still unfinished and past its deadline: its row
+/// and its parent's locked in id order first (cancelling wakes a waiting
+/// parent). Returns whether it did.
+pub(super) async fn expire(
     tx: &Transaction<'_>,
+    id: WorkflowId,
     now: i64,
-) -> Result<Vec<WorkflowId>, StoreError> {
-    let rows = tx.query(OVERDUE_SQL, &[&now]).await?;
-    let values = Values::deadline(now);
-    let mut expired = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id: String = row.try_get(0)?;
-        apply(tx, &id, &lifecycle::CANCEL, &values).await?;
-        expired.push(parse_id(&id)?);
+) -> Result<bool, StoreError> {
+    let Some(state) = lock_with_parent(tx, id).await? else {
+        return Ok(false);
+    };
+    let check = tx
+        .prepare_cached("SELECT deadline_at <= $2 FROM workflows WHERE id = $1")
+        .await?;
+    let due: Option<bool> = tx
+        .query_one(&check, &[&id.to_string(), &now])
+        .await?
+        .try_get(0)?;
+    if state.is_finished() || due != Some(true) {
+        return Ok(false);
     }
-    Ok(expired)
+    apply(
+        tx,
+        &id.to_string(),
+        &lifecycle::CANCEL,
+        &Values::deadline(now),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Locks `id`'s row and its parent's, in id order; returns `id`'s state.
+async fn lock_with_parent(
+    tx: &Transaction<'_>,
+    id: WorkflowId,
+) -> Result<Option<WorkflowState>, StoreError> {
+    let stmt = tx.prepare_cached(LOCK_ROWS).await?;
+    let rows = LockSet {
+        id: id.to_string(),
+        others: Vec::new(),
+        with_parent: true,
+        stmt: &stmt,
+    };
+    rows.lock(tx)
+        .await?
+        .map(|(_, _, state)| crate::store::codec::parse_state(&state))
+        .transpose()
 }
 
 pub(super) async fn control(
@@ -318,13 +360,10 @@ pub(super) async fn control(
     control: Control,
     now: i64,
 ) -> Result<Option<WorkflowState>, StoreError> {
-    let lock = tx
-        .prepare_cached("SELECT state FROM workflows WHERE id = $1 FOR UPDATE")
-        .await?;
-    let Some(row) = tx.query_opt(&lock, &[&id.to_string()]).await? else {
+    // Cancelling wakes a waiting parent: both rows, in id order.
+    let Some(before) = lock_with_parent(tx, id).await? else {
         return Ok(None);
     };
-    let before = parse_state(&row)?;
     if let Some(change) = lifecycle::of_control(control, before) {
         apply(
             tx,

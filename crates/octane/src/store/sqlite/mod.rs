@@ -265,6 +265,7 @@ impl Store for SqliteStore {
     async fn renew(
         &self,
         leases: Vec<Lease>,
+        _now: i64,
         expires_at: i64,
     ) -> Result<Vec<WorkflowId>, StoreError> {
         self.writer
