@@ -242,6 +242,18 @@ impl Store for Faults {
     fn watch_runnable(&self, notify: Arc<tokio::sync::Notify>) {
         self.inner.watch_runnable(notify)
     }
+    fn broadcasts(&self) -> bool {
+        self.inner.broadcasts()
+    }
+    async fn broadcast(&self, m: octane::store::Broadcast) -> Result<(), StoreError> {
+        self.inner.broadcast(m).await
+    }
+    fn broadcast_limit(&self) -> usize {
+        self.inner.broadcast_limit()
+    }
+    fn watch_messages(&self, sink: Arc<dyn Fn(octane::store::Broadcast) + Send + Sync>) {
+        self.inner.watch_messages(sink)
+    }
 }
 
 /// The reads a step makes can fail too; the rest passes through.

@@ -35,6 +35,10 @@ pub struct TestDb {
 
 /// The variable naming the PostgreSQL database of the Postgres suite.
 pub const POSTGRES_URL: &str = "OCTANE_TEST_POSTGRES_URL";
+/// Set (to anything) to run the Postgres tests polling only: no
+/// `LISTEN`/`NOTIFY`, no advisory locks, as on a Postgres-compatible
+/// database without them.
+pub const POSTGRES_POLLING: &str = "OCTANE_TEST_POSTGRES_POLLING";
 
 impl TestDb {
     /// A new SQLite file in a temporary directory.
@@ -61,7 +65,10 @@ impl TestDb {
             .await
             .expect("create a test schema");
         let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        let mut url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        if std::env::var_os(POSTGRES_POLLING).is_some() {
+            url.push_str("&notify=off");
+        }
         TestDb {
             url,
             _dir: None,

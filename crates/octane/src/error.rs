@@ -262,6 +262,20 @@ pub enum Error {
         message: String,
     },
 
+    /// A message too large for the store to carry to other processes
+    /// (PostgreSQL's `NOTIFY` takes under 8,000 bytes). Nothing was sent.
+    #[error("workflow {workflow_id}: message `{message}` is {size} bytes as sent; the store carries at most {limit}")]
+    MessageTooLarge {
+        /// The sending workflow.
+        workflow_id: WorkflowId,
+        /// The message's name.
+        message: String,
+        /// Its size as sent.
+        size: usize,
+        /// The most the store carries.
+        limit: usize,
+    },
+
     /// The dashboard could not be started.
     #[error("cannot serve the dashboard on {addr}: {message}")]
     Dashboard {

@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::store::Broadcast;
+
 /// An ephemeral message.
 ///
 /// ```
@@ -27,17 +29,10 @@ pub trait Message: Serialize + DeserializeOwned + Send + Sync + 'static {
     const NAME: &'static str;
 }
 
-#[derive(Debug)]
-pub(crate) struct Published {
-    pub name: &'static str,
-    pub tags: BTreeMap<String, String>,
-    pub body: String,
-}
-
 /// The in-process channel messages travel on.
 #[derive(Clone)]
 pub(crate) struct MessageBus {
-    tx: broadcast::Sender<Arc<Published>>,
+    tx: broadcast::Sender<Arc<Broadcast>>,
 }
 
 impl MessageBus {
@@ -47,7 +42,7 @@ impl MessageBus {
         }
     }
 
-    pub(crate) fn publish(&self, message: Published) {
+    pub(crate) fn publish(&self, message: Broadcast) {
         // No subscriber is not an error: messages are ephemeral.
         let _ = self.tx.send(Arc::new(message));
     }
@@ -64,7 +59,7 @@ impl MessageBus {
 /// Messages of type `M` whose tags include the subscription's; from
 /// `Engine::subscribe`.
 pub struct Subscription<M> {
-    rx: broadcast::Receiver<Arc<Published>>,
+    rx: broadcast::Receiver<Arc<Broadcast>>,
     tags: BTreeMap<String, String>,
     _type: PhantomData<fn() -> M>,
 }
@@ -95,7 +90,7 @@ impl<M: Message> Subscription<M> {
                         match serde_json::from_str(&m.body) {
                             Ok(v) => return Some(v),
                             Err(e) => {
-                                tracing::warn!(message = m.name, error = %e, "message body does not decode; skipped")
+                                tracing::warn!(message = %m.name, error = %e, "message body does not decode; skipped")
                             }
                         }
                     }

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use super::{encode, Step, WorkflowCtx};
 use crate::error::Error;
 use crate::history::{input_hash, Event, EventKind};
-use crate::message::{Message, Published};
+use crate::message::Message;
+use crate::store::Broadcast;
 use crate::store::WriteOp;
 
 impl WorkflowCtx {
@@ -58,12 +59,13 @@ impl<M: Message> MessageSend<'_, M> {
         let hash = input_hash(format!("{tags}\n{body}").as_bytes());
         let (step, req) = self.ctx.resolve(EventKind::Message, M::NAME, hash)?;
         if let Step::Live(location) = step {
-            let run = self.ctx.run();
-            run.bus.publish(Published {
-                name: M::NAME,
+            let run = self.ctx.run().clone();
+            run.publish(Broadcast {
+                name: M::NAME.to_string(),
                 tags: self.tags,
                 body,
-            });
+            })
+            .await?;
             run.defer(WriteOp::Put(
                 Event::new(location, &req).finished("null".into()),
             ));

@@ -63,8 +63,8 @@ use crate::history::{EventKind, History};
 use crate::message::MessageBus;
 use crate::replay_check::Verdict;
 use crate::store::{
-    Batch, Cause, Delivery, FailureCode, Lease, PendingSignal, SignalTarget, Store, StoreError,
-    Suspend, Transition, WorkflowId, WorkflowInfo, WriteOp,
+    Batch, Broadcast, Cause, Delivery, FailureCode, Lease, PendingSignal, SignalTarget, Store,
+    StoreError, Suspend, Transition, WorkflowId, WorkflowInfo, WriteOp,
 };
 
 /// Why a run must stop before its code returns.
@@ -464,6 +464,35 @@ impl RunShared {
         self.read("pending signals", |store| {
             let names = names.to_vec();
             async move { store.catalog().pending_signals(id, names, limit).await }
+        })
+        .await
+    }
+
+    /// Publishes a message: to this process's subscribers, or through a
+    /// store that broadcasts to every process's (retrying while the
+    /// database is away, as reads do).
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] when the store cannot carry it; as
+    /// [`RunShared::read`].
+    pub(crate) async fn publish(&self, message: Broadcast) -> Result<(), Error> {
+        if !self.store.broadcasts() {
+            self.bus.publish(message);
+            return Ok(());
+        }
+        let size = serde_json::to_string(&message).map_or(usize::MAX, |j| j.len());
+        let limit = self.store.broadcast_limit();
+        if size > limit {
+            return Err(Error::MessageTooLarge {
+                workflow_id: self.workflow_id,
+                message: message.name,
+                size,
+                limit,
+            });
+        }
+        self.read("a message's broadcast", |store| {
+            let message = message.clone();
+            async move { store.broadcast(message).await }
         })
         .await
     }

@@ -49,6 +49,9 @@ impl Core {
     pub(crate) fn new(store: Arc<dyn Store>) -> Self {
         let runnable = Arc::new(Notify::new());
         store.watch_runnable(runnable.clone());
+        let bus = MessageBus::new();
+        let sink = bus.clone();
+        store.watch_messages(Arc::new(move |m| sink.publish(m)));
         Core {
             env: RunEnv {
                 store,
@@ -56,7 +59,7 @@ impl Core {
                     max_loop_state: DEFAULT_MAX_LOOP_STATE,
                     sleep_in_memory_below: Duration::from_secs(1),
                 },
-                bus: MessageBus::new(),
+                bus,
                 runnable,
                 clock: Clock::default(),
             },

@@ -40,7 +40,7 @@ pub use types::{
     PendingSignal, QueryPlan, ScheduleInfo, SignalTarget, Suspend, Transition, WorkerRecord,
     WorkflowId, WorkflowInfo, WorkflowState, WriteOp,
 };
-pub use types::{Census, StateCount};
+pub use types::{Broadcast, Census, StateCount};
 
 pub use error::{mask_password, Cause, StoreError};
 
@@ -133,6 +133,38 @@ pub trait Store: Send + Sync + 'static {
     /// on polling and ignore this.
     fn watch_runnable(&self, notify: std::sync::Arc<tokio::sync::Notify>) {
         let _ = notify;
+    }
+
+    /// Whether [`Store::broadcast`] reaches subscribers in every process on
+    /// the database. Otherwise messages go to the sender's process only,
+    /// and the store is never asked to broadcast.
+    fn broadcasts(&self) -> bool {
+        false
+    }
+
+    /// Publishes `message` to the subscribers of every process on the
+    /// database, the sender's included (through [`Store::watch_messages`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Rejected`] when the message is too large to travel;
+    /// the database's errors.
+    async fn broadcast(&self, message: Broadcast) -> Result<(), StoreError> {
+        let _ = message;
+        Err(StoreError::Rejected(Cause::msg(
+            "this store does not broadcast messages",
+        )))
+    }
+
+    /// The largest message (as [`Broadcast`] JSON, in bytes) that
+    /// [`Store::broadcast`] carries.
+    fn broadcast_limit(&self) -> usize {
+        usize::MAX
+    }
+
+    /// Asks the store to hand every message broadcast on the database to
+    /// `sink`.
+    fn watch_messages(&self, sink: std::sync::Arc<dyn Fn(Broadcast) + Send + Sync>) {
+        let _ = sink;
     }
 }
 

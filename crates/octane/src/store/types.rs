@@ -608,6 +608,18 @@ mod tests {
     }
 }
 
+/// A message a workflow publishes (see `ctx.msg`): its name, tags and JSON
+/// body, as subscribers in any process receive it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broadcast {
+    /// The message type's name.
+    pub name: String,
+    /// Tags subscribers filter on.
+    pub tags: BTreeMap<String, String>,
+    /// The message, as JSON.
+    pub body: String,
+}
+
 /// How many workflows of one name are in one state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StateCount {

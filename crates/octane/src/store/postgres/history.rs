@@ -1,6 +1,6 @@
 //! History rows: loading active history, applying history writes.
 
-use deadpool_postgres::Transaction;
+use super::Tx;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio_postgres::{Row, Statement};
@@ -31,7 +31,7 @@ pub(super) fn range_sql(bounded: bool) -> String {
 
 /// The active history: first the loop events (to learn which iterations are
 /// forgotten), then only the key ranges outside forgotten iterations.
-pub(super) async fn load(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+pub(super) async fn load(tx: &Tx<'_>, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
     let id = id.to_string();
     let loops = tx.prepare_cached(LOOPS_SQL).await?;
     let mut boundaries = Vec::new();
@@ -61,21 +61,17 @@ pub(super) async fn load(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Eve
 }
 
 /// The loop events, in history order.
-pub(super) async fn loops(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+pub(super) async fn loops(tx: &Tx<'_>, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
     in_order(tx, id, "AND kind = 4").await
 }
 
 /// Every stored event, forgotten ones included, in history order.
-pub(super) async fn all(tx: &Transaction<'_>, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
+pub(super) async fn all(tx: &Tx<'_>, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
     in_order(tx, id, "").await
 }
 
 /// The workflow's events matching `condition`, in history order.
-async fn in_order(
-    tx: &Transaction<'_>,
-    id: WorkflowId,
-    condition: &str,
-) -> Result<Vec<Event>, StoreError> {
+async fn in_order(tx: &Tx<'_>, id: WorkflowId, condition: &str) -> Result<Vec<Event>, StoreError> {
     let stmt = tx
         .prepare_cached(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = $1 {condition} ORDER BY location"
@@ -121,7 +117,7 @@ const FORGET: &str =
 ///
 /// `fence` (the lease check, not yet sent) goes first in the pipeline.
 pub(super) async fn apply<'t>(
-    tx: &'t Transaction<'_>,
+    tx: &'t Tx<'_>,
     fence: BoxFuture<'t, Result<(), StoreError>>,
     workflow: WorkflowId,
     ops: &'t [WriteOp],
@@ -166,7 +162,7 @@ async fn drain(
 
 /// Upserts `e` with the prepared [`PUT`]; sends on its first poll.
 async fn put(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     stmt: &Statement,
     id: &str,
     e: &Event,
@@ -204,7 +200,7 @@ async fn put(
 /// Deletes the events of a loop's iterations below `below` with the
 /// prepared [`FORGET`]; sends on its first poll.
 async fn forget(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     stmt: &Statement,
     id: &str,
     loop_location: &Location,

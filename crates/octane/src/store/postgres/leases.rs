@@ -13,7 +13,7 @@
 //! cancel. Two such transactions then never wait for each other in a
 //! cycle, which Postgres would break by aborting one (a deadlock).
 
-use deadpool_postgres::Transaction;
+use super::Tx;
 use tokio_postgres::Statement;
 
 use super::lifecycle::update;
@@ -53,7 +53,7 @@ pub(super) const NEXT_WAKE_SQL: &str = "SELECT MIN(wake_at) FROM workflows
 /// Leases up to `limit` runnable workflows and reports the next deadline.
 /// `SKIP LOCKED` lets many workers claim at once without waiting on each
 /// other's rows.
-pub(super) async fn claim(tx: &Transaction<'_>, req: &ClaimRequest) -> Result<Claimed, StoreError> {
+pub(super) async fn claim(tx: &Tx<'_>, req: &ClaimRequest) -> Result<Claimed, StoreError> {
     if req.names.is_empty() {
         return Ok(Claimed::default());
     }
@@ -124,7 +124,7 @@ impl LockSet<'_> {
     /// exists, with its lease owner and epoch.
     pub(super) async fn lock(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
     ) -> Result<Option<(Option<String>, i64, String)>, StoreError> {
         let mut ids = self.others.clone();
         ids.push(self.id.clone());
@@ -144,11 +144,7 @@ impl LockSet<'_> {
 /// checks that the lease is current: the row stays locked until the
 /// transaction ends, so no claim can take the workflow over between this
 /// check and the writes that follow (fencing).
-pub(super) async fn fence(
-    tx: &Transaction<'_>,
-    rows: LockSet<'_>,
-    lease: &Lease,
-) -> Result<(), StoreError> {
+pub(super) async fn fence(tx: &Tx<'_>, rows: LockSet<'_>, lease: &Lease) -> Result<(), StoreError> {
     let held = matches!(
         rows.lock(tx).await?,
         Some((Some(owner), epoch, state))
@@ -165,7 +161,7 @@ pub(super) async fn fence(
 /// Extends leases by `term` ms from the database's clock; returns those
 /// that were lost. The rows are locked in id order first.
 pub(super) async fn renew(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     leases: &[Lease],
     term: i64,
 ) -> Result<Vec<WorkflowId>, StoreError> {

@@ -1,7 +1,7 @@
 //! The workflow lifecycle ([`crate::store::lifecycle`]) in PostgreSQL's
 //! dialect.
 
-use deadpool_postgres::Transaction;
+use super::Tx;
 use tokio_postgres::types::ToSql;
 
 use super::rows;
@@ -11,7 +11,7 @@ use crate::store::StoreError;
 /// Makes `change` to the rows `target` selects (`$1`, `$2`… in it are
 /// `leading`), binding `values`; returns how many rows changed.
 pub(super) async fn update(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     change: &Change,
     values: &Values<'_>,
     target: &str,

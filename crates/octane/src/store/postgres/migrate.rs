@@ -7,11 +7,14 @@ use crate::store::StoreError;
 
 /// Brings the schema up to the newest version in one transaction (DDL is
 /// transactional in Postgres, so a crash leaves the old version whole).
-/// Processes opening the database at once queue on an advisory lock.
-pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+/// Processes opening the database at once queue on an advisory lock, or
+/// (`advisory` false: a database without them) on the migrations table.
+pub(super) async fn migrate(client: &mut Client, advisory: bool) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock(7246413)", &[])
-        .await?;
+    if advisory {
+        tx.execute("SELECT pg_advisory_xact_lock(7246413)", &[])
+            .await?;
+    }
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS octane_migrations (
              version    BIGINT PRIMARY KEY,
@@ -19,6 +22,10 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
          )",
     )
     .await?;
+    if !advisory {
+        tx.batch_execute("LOCK TABLE octane_migrations IN EXCLUSIVE MODE")
+            .await?;
+    }
     for &(version, sql) in MIGRATIONS {
         let applied = tx
             .query_opt(

@@ -25,9 +25,22 @@
 //! # Wake-ups
 //! Every transaction that makes a workflow runnable sends
 //! `NOTIFY octane_runnable` (delivered at commit); workers listening on any
-//! machine claim at once. Without notifications (a dropped listener, or a
-//! Postgres-compatible database that lacks them) workers still find the
-//! work by polling.
+//! machine claim at once. Without notifications (a dropped listener) workers
+//! still find the work by polling.
+//!
+//! # Messages
+//! A message a workflow publishes is sent with `NOTIFY octane_messages` (its
+//! JSON as the payload, under 8,000 bytes); every store on the database
+//! listens and hands it to its process's subscribers, the sender's
+//! included.
+//!
+//! # Polling only
+//! A Postgres-compatible database without `LISTEN`/`NOTIFY` or advisory
+//! locks (found by a probe at open, or asked for with `notify=off` in the
+//! URL) is served without them: workers find work by polling
+//! (`poll_interval`), migrations queue on a table lock, a dead worker's
+//! workflows are taken over when their leases expire, and messages reach
+//! subscribers in the sending process only.
 
 mod history;
 mod leases;
@@ -59,13 +72,42 @@ use super::{Liveness, WorkerRecord};
 use crate::history::Event;
 
 const CHANNEL: &str = "octane_runnable";
+/// The channel messages travel on.
+const MESSAGES: &str = "octane_messages";
+/// The largest payload `NOTIFY` takes is 7,999 bytes.
+const MAX_PAYLOAD: usize = 7_999;
+
+type Sink = Arc<dyn Fn(super::Broadcast) + Send + Sync>;
+
+/// Who the listener hands what it hears to.
+#[derive(Default)]
+struct Listeners {
+    runnable: Vec<Arc<Notify>>,
+    messages: Vec<Sink>,
+}
 
 /// The PostgreSQL [`Store`].
 pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
-    watchers: Arc<Mutex<Vec<Arc<Notify>>>>,
-    listener: tokio::task::JoinHandle<()>,
+    /// Whether `LISTEN`/`NOTIFY` and advisory locks are used.
+    notify: bool,
+    watchers: Arc<Mutex<Listeners>>,
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A transaction, and whether it may send notifications.
+pub(super) struct Tx<'a> {
+    inner: Transaction<'a>,
+    notify: bool,
+}
+
+impl<'a> std::ops::Deref for Tx<'a> {
+    type Target = Transaction<'a>;
+
+    fn deref(&self) -> &Transaction<'a> {
+        &self.inner
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -76,7 +118,9 @@ impl std::fmt::Debug for PostgresStore {
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
-        self.listener.abort();
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
     }
 }
 
@@ -84,9 +128,13 @@ impl Drop for PostgresStore {
 macro_rules! in_tx {
     ($self:ident, $tx:ident => $body:expr) => {{
         let mut client = $self.pool.get().await?;
-        let $tx = client.transaction().await?;
+        let $tx = Tx {
+            inner: client.transaction().await?,
+            notify: $self.notify,
+        };
         let out = $body;
-        $tx.commit()
+        $tx.inner
+            .commit()
             .await
             .map_err(|e| StoreError::from(e).during_commit())?;
         Ok(out)
@@ -94,12 +142,16 @@ macro_rules! in_tx {
 }
 
 impl PostgresStore {
-    /// Connects to the database `url` names and migrates its schema.
+    /// Connects to the database `url` names and migrates its schema. The
+    /// URL may end in `notify=off` (after `?` or `&`) for a database without
+    /// `LISTEN`/`NOTIFY` or advisory locks (see the module docs); without
+    /// it, a probe at open decides.
     ///
     /// # Errors
     /// A malformed URL, an unreachable server, or a failed migration.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url
+        let (server_url, notify_off) = without_notify_option(url)?;
+        let config: tokio_postgres::Config = server_url
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::bad_url(url, e.to_string()))?;
         let manager = Manager::from_config(
@@ -116,16 +168,70 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::bad_url(url, e.to_string()))?;
         let mut client = pool.get().await?;
-        migrate::migrate(&mut client).await?;
+        let notify = !notify_off && supports_notify(&client).await;
+        migrate::migrate(&mut client, notify).await?;
         drop(client);
-        let watchers: Arc<Mutex<Vec<Arc<Notify>>>> = Arc::default();
-        let listener = tokio::spawn(listen(config.clone(), watchers.clone()));
+        let watchers: Arc<Mutex<Listeners>> = Arc::default();
+        let listener = notify.then(|| tokio::spawn(listen(config.clone(), watchers.clone())));
         Ok(PostgresStore {
             pool,
             config,
+            notify,
             watchers,
             listener,
         })
+    }
+
+    /// Whether the store uses `LISTEN`/`NOTIFY` and advisory locks, or polls.
+    pub fn notifies(&self) -> bool {
+        self.notify
+    }
+}
+
+/// `url` without Octane's own `notify=on|off` option, and whether it said
+/// `off`.
+fn without_notify_option(url: &str) -> Result<(String, bool), StoreError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), false));
+    };
+    let mut off = false;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("notify", "off")) => off = true,
+            Some(("notify", "on")) => off = false,
+            Some(("notify", other)) => {
+                return Err(StoreError::bad_url(
+                    url,
+                    format!("`notify={other}`: write notify=on or notify=off"),
+                ))
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, off))
+}
+
+/// Whether the server has `pg_notify` and advisory locks: a
+/// Postgres-compatible database may lack them.
+async fn supports_notify(client: &deadpool_postgres::Object) -> bool {
+    let probe = client
+        .batch_execute(
+            "SELECT pg_notify('octane_probe', ''); \
+             SELECT pg_try_advisory_lock(7246414); SELECT pg_advisory_unlock(7246414)",
+        )
+        .await;
+    match probe {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "the database lacks LISTEN/NOTIFY or advisory locks; polling only");
+            false
+        }
     }
 }
 
@@ -148,8 +254,12 @@ fn lifecycle_wakes_parent(transition: &super::Transition) -> bool {
     super::lifecycle::of_transition(transition).is_some_and(|c| c.wake_parent)
 }
 
-/// Sends the wake-up notification, delivered when the transaction commits.
-async fn notify_runnable(tx: &Transaction<'_>) -> Result<(), StoreError> {
+/// Sends the wake-up notification, delivered when the transaction commits
+/// (nothing when polling only).
+async fn notify_runnable(tx: &Tx<'_>) -> Result<(), StoreError> {
+    if !tx.notify {
+        return Ok(());
+    }
     let stmt = tx.prepare_cached("SELECT pg_notify($1, '')").await?;
     tx.execute(&stmt, &[&CHANNEL]).await?;
     Ok(())
@@ -158,11 +268,19 @@ async fn notify_runnable(tx: &Transaction<'_>) -> Result<(), StoreError> {
 /// Keeps a connection listening for wake-ups, reconnecting with backoff.
 /// After every (re)connection the watchers are woken once, since
 /// notifications sent while disconnected were lost.
-async fn listen(config: tokio_postgres::Config, watchers: Arc<Mutex<Vec<Arc<Notify>>>>) {
+async fn listen(config: tokio_postgres::Config, watchers: Arc<Mutex<Listeners>>) {
     let wake_all = || {
-        for w in watchers.lock().expect("watchers lock").iter() {
+        for w in &watchers.lock().expect("watchers lock").runnable {
             w.notify_one();
         }
+    };
+    let deliver = |payload: &str| match serde_json::from_str::<super::Broadcast>(payload) {
+        Ok(message) => {
+            for sink in &watchers.lock().expect("watchers lock").messages {
+                sink(message.clone());
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "a message notification does not decode; skipped"),
     };
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -171,22 +289,26 @@ async fn listen(config: tokio_postgres::Config, watchers: Arc<Mutex<Vec<Arc<Noti
             let drive = tokio::spawn(async move {
                 let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
                 while let Some(Ok(message)) = messages.next().await {
-                    if let AsyncMessage::Notification(_) = message {
-                        if tx.send(()).is_err() {
+                    if let AsyncMessage::Notification(n) = message {
+                        let heard = (n.channel() == MESSAGES).then(|| n.payload().to_string());
+                        if tx.send(heard).is_err() {
                             break;
                         }
                     }
                 }
             });
             if client
-                .batch_execute(&format!("LISTEN {CHANNEL}"))
+                .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {MESSAGES}"))
                 .await
                 .is_ok()
             {
                 backoff = Duration::from_millis(100);
                 wake_all();
-                while rx.recv().await.is_some() {
-                    wake_all();
+                while let Some(heard) = rx.recv().await {
+                    match heard {
+                        Some(message) => deliver(&message),
+                        None => wake_all(),
+                    }
                 }
             }
             drive.abort();
@@ -242,6 +364,11 @@ impl Store for PostgresStore {
         &self,
         worker: WorkerRecord,
     ) -> Result<Option<Box<dyn Liveness>>, StoreError> {
+        if !self.notify {
+            // No advisory locks to tell the dead from the living: leases
+            // expire instead.
+            return Ok(None);
+        }
         let session = workers::lock(&self.config, &worker).await?;
         let registered: Result<(), StoreError> =
             in_tx!(self, tx => workers::register(&tx, &worker).await?);
@@ -296,7 +423,43 @@ impl Store for PostgresStore {
     }
 
     fn watch_runnable(&self, notify: Arc<Notify>) {
-        self.watchers.lock().expect("watchers lock").push(notify);
+        self.watchers
+            .lock()
+            .expect("watchers lock")
+            .runnable
+            .push(notify);
+    }
+
+    fn broadcasts(&self) -> bool {
+        self.notify
+    }
+
+    async fn broadcast(&self, message: super::Broadcast) -> Result<(), StoreError> {
+        let payload = serde_json::to_string(&message)
+            .map_err(|e| StoreError::Rejected(super::Cause::new(e)))?;
+        if payload.len() > MAX_PAYLOAD {
+            return Err(StoreError::Rejected(super::Cause::msg(format!(
+                "message `{}` is {} bytes; NOTIFY carries at most {MAX_PAYLOAD}",
+                message.name,
+                payload.len()
+            ))));
+        }
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached("SELECT pg_notify($1, $2)").await?;
+        client.execute(&stmt, &[&MESSAGES, &payload]).await?;
+        Ok(())
+    }
+
+    fn broadcast_limit(&self) -> usize {
+        MAX_PAYLOAD
+    }
+
+    fn watch_messages(&self, sink: Sink) {
+        self.watchers
+            .lock()
+            .expect("watchers lock")
+            .messages
+            .push(sink);
     }
 }
 

@@ -1,7 +1,7 @@
 //! `EXPLAIN` of the store's frequent queries, for
 //! [`Catalog::query_plans`](crate::store::Catalog::query_plans).
 
-use deadpool_postgres::Transaction;
+use super::Tx;
 use tokio_postgres::types::ToSql;
 
 use super::{history, leases, signals, workflows};
@@ -10,7 +10,7 @@ use crate::store::{QueryPlan, StoreError};
 /// Each frequent query whose table grows with the database's age,
 /// explained with sample parameters. (Signals are deleted once taken, so
 /// their table holds only pending ones.)
-pub(super) async fn explain_all(tx: &Transaction<'_>) -> Result<Vec<QueryPlan>, StoreError> {
+pub(super) async fn explain_all(tx: &Tx<'_>) -> Result<Vec<QueryPlan>, StoreError> {
     let id = "00000000-0000-0000-0000-000000000000";
     let names = vec!["name".to_string()];
     let key: &[u8] = &[0x01];

@@ -1,6 +1,6 @@
 //! Schedules: stored cron expressions, and the firing of their ticks.
 
-use deadpool_postgres::Transaction;
+use super::Tx;
 use tokio_postgres::Row;
 
 use super::workflows;
@@ -21,11 +21,7 @@ fn decode(r: &Row) -> Result<ScheduleInfo, StoreError> {
     })
 }
 
-pub(super) async fn put(
-    tx: &Transaction<'_>,
-    s: &ScheduleInfo,
-    now: i64,
-) -> Result<(), StoreError> {
+pub(super) async fn put(tx: &Tx<'_>, s: &ScheduleInfo, now: i64) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO schedules (name, workflow, input, cron, timezone, next_at, paused, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -46,7 +42,7 @@ pub(super) async fn put(
     Ok(())
 }
 
-pub(super) async fn all(tx: &Transaction<'_>) -> Result<Vec<ScheduleInfo>, StoreError> {
+pub(super) async fn all(tx: &Tx<'_>) -> Result<Vec<ScheduleInfo>, StoreError> {
     tx.query(
         &format!("SELECT {COLUMNS} FROM schedules ORDER BY name"),
         &[],
@@ -57,7 +53,7 @@ pub(super) async fn all(tx: &Transaction<'_>) -> Result<Vec<ScheduleInfo>, Store
     .collect()
 }
 
-pub(super) async fn due(tx: &Transaction<'_>, now: i64) -> Result<Vec<ScheduleInfo>, StoreError> {
+pub(super) async fn due(tx: &Tx<'_>, now: i64) -> Result<Vec<ScheduleInfo>, StoreError> {
     tx.query(
         &format!(
             "SELECT {COLUMNS} FROM schedules WHERE next_at <= $1 AND NOT paused
@@ -75,7 +71,7 @@ pub(super) async fn due(tx: &Transaction<'_>, now: i64) -> Result<Vec<ScheduleIn
 /// workflow, in one transaction: a worker firing the same tick at once
 /// waits on the row, then finds `next_at` moved and fires nothing.
 pub(super) async fn fire(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     name: &str,
     due: i64,
     next_at: i64,
@@ -95,7 +91,7 @@ pub(super) async fn fire(
 }
 
 pub(super) async fn pause(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     name: &str,
     paused: bool,
     next_at: i64,
@@ -111,7 +107,7 @@ pub(super) async fn pause(
     Ok(n > 0)
 }
 
-pub(super) async fn delete(tx: &Transaction<'_>, name: &str) -> Result<bool, StoreError> {
+pub(super) async fn delete(tx: &Tx<'_>, name: &str) -> Result<bool, StoreError> {
     let n = tx
         .execute("DELETE FROM schedules WHERE name = $1", &[&name])
         .await?;

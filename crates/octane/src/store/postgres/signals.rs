@@ -1,7 +1,7 @@
 //! Signals: delivery (with the wake-up of a listening workflow in the same
 //! transaction), lookup of pending ones, acknowledgement, cleanup.
 
-use deadpool_postgres::Transaction;
+use super::Tx;
 
 use super::lifecycle::update;
 use super::notify_runnable;
@@ -11,10 +11,7 @@ use crate::store::lifecycle::{Values, RUNNABLE};
 use crate::store::{Delivery, NewSignal, PendingSignal, SignalTarget, StoreError, WorkflowId};
 
 /// Where a signal to `target` would go.
-pub(super) async fn resolve(
-    tx: &Transaction<'_>,
-    target: &SignalTarget,
-) -> Result<Delivery, StoreError> {
+pub(super) async fn resolve(tx: &Tx<'_>, target: &SignalTarget) -> Result<Delivery, StoreError> {
     match target {
         SignalTarget::Id(id) => state_of(tx, *id, false).await,
         // No tags would match every workflow: a target that names nobody.
@@ -58,10 +55,7 @@ pub(super) fn tagged_sql() -> String {
 /// either the suspension finds this signal, or this delivery finds the
 /// workflow asleep. Without the lock, under READ COMMITTED, each could miss
 /// the other's uncommitted write and leave the workflow asleep for ever.
-pub(super) async fn deliver(
-    tx: &Transaction<'_>,
-    signal: &NewSignal,
-) -> Result<Delivery, StoreError> {
+pub(super) async fn deliver(tx: &Tx<'_>, signal: &NewSignal) -> Result<Delivery, StoreError> {
     let mut delivery = resolve(tx, &signal.target).await?;
     if let Delivery::Delivered(id) = delivery {
         delivery = state_of(tx, id, true).await?;
@@ -92,11 +86,7 @@ pub(super) async fn deliver(
 
 /// Where a signal to `id` goes, from the workflow's state; with `lock`,
 /// the row is locked first and read under the lock.
-async fn state_of(
-    tx: &Transaction<'_>,
-    id: WorkflowId,
-    lock: bool,
-) -> Result<Delivery, StoreError> {
+async fn state_of(tx: &Tx<'_>, id: WorkflowId, lock: bool) -> Result<Delivery, StoreError> {
     let sql = if lock {
         "SELECT state FROM workflows WHERE id = $1 FOR UPDATE"
     } else {
@@ -122,7 +112,7 @@ const PENDING_ANY_SQL: &str = "SELECT seq, name, body FROM signals
      WHERE workflow_id = $1 AND cardinality($2::text[]) = 0 ORDER BY seq LIMIT $3";
 
 pub(super) async fn pending(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: WorkflowId,
     names: &[String],
     limit: usize,
@@ -149,7 +139,7 @@ pub(super) async fn pending(
 
 /// Whether a signal of one of `names` (a JSON array) is pending.
 pub(super) async fn any_pending(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: &str,
     names_json: &str,
 ) -> Result<bool, StoreError> {
@@ -162,11 +152,7 @@ pub(super) async fn any_pending(
     Ok(tx.query_one(&stmt, &[&id, &names_json]).await?.try_get(0)?)
 }
 
-pub(super) async fn ack(
-    tx: &Transaction<'_>,
-    id: WorkflowId,
-    seqs: &[i64],
-) -> Result<(), StoreError> {
+pub(super) async fn ack(tx: &Tx<'_>, id: WorkflowId, seqs: &[i64]) -> Result<(), StoreError> {
     let stmt = tx
         .prepare_cached("DELETE FROM signals WHERE seq = ANY($1) AND workflow_id = $2")
         .await?;
@@ -175,7 +161,7 @@ pub(super) async fn ack(
 }
 
 /// Deletes every pending signal of a finished workflow.
-pub(super) async fn delete_all(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
+pub(super) async fn delete_all(tx: &Tx<'_>, id: &str) -> Result<(), StoreError> {
     let stmt = tx
         .prepare_cached("DELETE FROM signals WHERE workflow_id = $1")
         .await?;

@@ -5,7 +5,9 @@
 //! take names a dead worker. A paused process keeps its session and its
 //! lock; a database without advisory locks falls back to lease expiry.
 
-use deadpool_postgres::{Object, Transaction};
+use deadpool_postgres::Object;
+
+use super::Tx;
 use tokio_postgres::NoTls;
 
 use super::leases::DB_NOW;
@@ -51,7 +53,7 @@ pub(super) async fn lock(
     })
 }
 
-pub(super) async fn register(tx: &Transaction<'_>, w: &WorkerRecord) -> Result<(), StoreError> {
+pub(super) async fn register(tx: &Tx<'_>, w: &WorkerRecord) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO workers (id, host, pid, started_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid,
@@ -98,7 +100,7 @@ pub(super) async fn is_gone(client: &Object, id: &str) -> Result<bool, StoreErro
 
 /// Ends the leases of the dead workers `ids` now and forgets them; returns
 /// how many workflows became claimable.
-pub(super) async fn reap(tx: &Transaction<'_>, ids: &[String]) -> Result<u64, StoreError> {
+pub(super) async fn reap(tx: &Tx<'_>, ids: &[String]) -> Result<u64, StoreError> {
     // In id order, like every transaction that locks several rows.
     tx.execute(
         "SELECT 1 FROM workflows WHERE lease_owner = ANY($1) AND state = 'running'

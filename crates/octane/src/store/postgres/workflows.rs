@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use deadpool_postgres::Transaction;
+use super::Tx;
 use tokio_postgres::Row;
 
 use super::leases::{LockSet, LOCK_ROWS};
@@ -30,10 +30,7 @@ const HOLDER_SQL: &str = "SELECT id, state IN ('completed', 'failed', 'cancelled
 /// Inserts the workflow, unless its key is held. A concurrent dispatch
 /// with the same key meets the unique index `workflows_by_key`: its insert
 /// waits for ours, then does nothing, and it returns our workflow.
-pub(super) async fn create(
-    tx: &Transaction<'_>,
-    wf: &NewWorkflow,
-) -> Result<WorkflowId, StoreError> {
+pub(super) async fn create(tx: &Tx<'_>, wf: &NewWorkflow) -> Result<WorkflowId, StoreError> {
     if let Some(key) = &wf.key {
         if let Some((id, finished)) = holder(tx, &wf.name, &key.key).await? {
             if !finished || key.if_finished == IfFinished::Return {
@@ -98,7 +95,7 @@ pub(super) async fn create(
 }
 
 async fn holder(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     name: &str,
     key: &str,
 ) -> Result<Option<(WorkflowId, bool)>, StoreError> {
@@ -112,10 +109,7 @@ async fn holder(
     }
 }
 
-pub(super) async fn get(
-    tx: &Transaction<'_>,
-    id: WorkflowId,
-) -> Result<Option<WorkflowInfo>, StoreError> {
+pub(super) async fn get(tx: &Tx<'_>, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {
     let stmt = tx
         .prepare_cached(&format!("SELECT {COLUMNS} FROM workflows w WHERE id = $1"))
         .await?;
@@ -126,7 +120,7 @@ pub(super) async fn get(
 }
 
 pub(super) async fn list(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     filter: &ListFilter,
 ) -> Result<Vec<WorkflowInfo>, StoreError> {
     let keys: Vec<&String> = filter.tags.keys().collect();
@@ -170,7 +164,7 @@ pub(super) async fn list(
 /// Applies a commit's transition, as the lifecycle table says; the lease was
 /// fenced (and the row locked) just before.
 pub(super) async fn transition(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: WorkflowId,
     transition: &Transition,
     now: i64,
@@ -184,7 +178,7 @@ pub(super) async fn transition(
 
 /// Makes `change` to the workflow `id`, and what goes with it.
 async fn apply(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: &str,
     change: &Change,
     values: &Values<'_>,
@@ -259,11 +253,7 @@ pub(super) const PRUNE_SQL: &str = "SELECT id,
 /// Deletes finished workflows last changed before `before`, oldest first,
 /// with their events, tags and signals, until about `max_rows` rows are
 /// gone (events counted ahead, so that the deletes go out as one batch).
-pub(super) async fn prune(
-    tx: &Transaction<'_>,
-    before: i64,
-    max_rows: usize,
-) -> Result<u64, StoreError> {
+pub(super) async fn prune(tx: &Tx<'_>, before: i64, max_rows: usize) -> Result<u64, StoreError> {
     let max_rows = i64::try_from(max_rows).unwrap_or(i64::MAX);
     let mut ids: Vec<String> = Vec::new();
     let mut rows = 0;
@@ -297,7 +287,7 @@ pub(super) const OVERDUE_SQL: &str = "SELECT id FROM workflows
      ORDER BY deadline_at LIMIT 500";
 
 /// Up to 500 workflows past their deadline, to cancel one by one.
-pub(super) async fn overdue(tx: &Transaction<'_>, now: i64) -> Result<Vec<WorkflowId>, StoreError> {
+pub(super) async fn overdue(tx: &Tx<'_>, now: i64) -> Result<Vec<WorkflowId>, StoreError> {
     tx.query(OVERDUE_SQL, &[&now])
         .await?
         .iter()
@@ -308,11 +298,7 @@ pub(super) async fn overdue(tx: &Transaction<'_>, now: i64) -> Result<Vec<Workfl
 /// Cancels `id` if it is still unfinished and past its deadline: its row
 /// and its parent's locked in id order first (cancelling wakes a waiting
 /// parent). Returns whether it did.
-pub(super) async fn expire(
-    tx: &Transaction<'_>,
-    id: WorkflowId,
-    now: i64,
-) -> Result<bool, StoreError> {
+pub(super) async fn expire(tx: &Tx<'_>, id: WorkflowId, now: i64) -> Result<bool, StoreError> {
     let Some(state) = lock_with_parent(tx, id).await? else {
         return Ok(false);
     };
@@ -338,7 +324,7 @@ pub(super) async fn expire(
 
 /// Locks `id`'s row and its parent's, in id order; returns `id`'s state.
 async fn lock_with_parent(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: WorkflowId,
 ) -> Result<Option<WorkflowState>, StoreError> {
     let stmt = tx.prepare_cached(LOCK_ROWS).await?;
@@ -355,7 +341,7 @@ async fn lock_with_parent(
 }
 
 pub(super) async fn control(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: WorkflowId,
     control: Control,
     now: i64,
@@ -404,7 +390,7 @@ fn decode(row: &Row) -> Result<WorkflowInfo, StoreError> {
 }
 
 /// Workflows by name and state, and the loops' checkpointed iterations.
-pub(super) async fn census(tx: &Transaction<'_>) -> Result<Census, StoreError> {
+pub(super) async fn census(tx: &Tx<'_>) -> Result<Census, StoreError> {
     let stmt = tx
         .prepare_cached(
             "SELECT state, name, COUNT(*) FROM workflows GROUP BY name, state ORDER BY name, state",
