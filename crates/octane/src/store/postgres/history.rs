@@ -115,21 +115,37 @@ const FORGET: &str =
 /// only after the range delete queued behind them (the test
 /// `a_commit_forgets_the_events_it_carries_on_a_fresh_connection`).
 ///
-/// `fence` (the lease check, not yet sent) goes first in the pipeline.
+/// `fence` (the lease check, not yet sent) goes first in the pipeline, and
+/// `tail` (a `COMMIT`, when nothing else follows) last, in the same round
+/// trip.
 pub(super) async fn apply<'t>(
     tx: &'t Tx<'_>,
     fence: BoxFuture<'t, Result<(), StoreError>>,
     workflow: WorkflowId,
     ops: &'t [WriteOp],
     now: i64,
+    tail: Option<BoxFuture<'t, Result<(), StoreError>>>,
 ) -> Result<(), StoreError> {
     let id = workflow.to_string();
+    // Every row is encoded before anything is sent: a value no column
+    // holds must fail the commit before its first statement is on the
+    // wire, not after a `COMMIT` queued behind it.
+    let rows: Vec<Option<EventRow>> = ops
+        .iter()
+        .map(|op| match op {
+            WriteOp::Put(e) => EventRow::encode(e).map(Some),
+            _ => Ok(None),
+        })
+        .collect::<Result<_, _>>()?;
     let put_stmt = tx.prepare_cached(PUT).await?;
     let forget_stmt = tx.prepare_cached(FORGET).await?;
     let mut pipeline: Vec<BoxFuture<'_, Result<(), StoreError>>> = vec![fence];
-    for op in ops {
+    for (op, row) in ops.iter().zip(&rows) {
         match op {
-            WriteOp::Put(e) => pipeline.push(put(tx, &put_stmt, &id, e, now).boxed()),
+            WriteOp::Put(e) => {
+                let row = row.as_ref().expect("encoded above");
+                pipeline.push(put(tx, &put_stmt, &id, e, row, now).boxed());
+            }
             WriteOp::ForgetIterations {
                 loop_location,
                 below,
@@ -148,6 +164,7 @@ pub(super) async fn apply<'t>(
             }
         }
     }
+    pipeline.extend(tail);
     drain(&mut pipeline).await
 }
 
@@ -160,35 +177,58 @@ async fn drain(
     Ok(())
 }
 
-/// Upserts `e` with the prepared [`PUT`]; sends on its first poll.
+/// The columns of an event that must be checked to fit.
+struct EventRow {
+    location: Vec<u8>,
+    version: i32,
+    kind: i32,
+    attempts: i32,
+    iteration: i64,
+    error: Option<String>,
+}
+
+impl EventRow {
+    fn encode(e: &Event) -> Result<Self, StoreError> {
+        let int = |what, v: u64| -> Result<i32, StoreError> {
+            Ok(i32::try_from(encode_count(what, v, 32)?).expect("checked to fit 32 bits"))
+        };
+        Ok(EventRow {
+            location: e.location.encode(),
+            version: int("version", u64::from(e.version))?,
+            kind: int("kind", u64::try_from(e.kind.code()).unwrap_or(u64::MAX))?,
+            attempts: int("attempts", u64::from(e.attempts))?,
+            iteration: encode_count("iteration", e.iteration, 64)?,
+            error: e
+                .error
+                .as_deref()
+                .map(|t| rows::without_nul(t).into_owned()),
+        })
+    }
+}
+
+/// Upserts `e` (encoded as `row`) with the prepared [`PUT`]; sends on its
+/// first poll.
 async fn put(
     tx: &Tx<'_>,
     stmt: &Statement,
     id: &str,
     e: &Event,
+    row: &EventRow,
     now: i64,
 ) -> Result<(), StoreError> {
-    let int = |what, v: u64| -> Result<i32, StoreError> {
-        Ok(i32::try_from(encode_count(what, v, 32)?).expect("checked to fit 32 bits"))
-    };
-    let version = int("version", u64::from(e.version))?;
-    let kind = int("kind", u64::try_from(e.kind.code()).unwrap_or(u64::MAX))?;
-    let attempts = int("attempts", u64::from(e.attempts))?;
-    let iteration = encode_count("iteration", e.iteration, 64)?;
-    let error = e.error.as_deref().map(rows::without_nul);
     tx.execute(
         stmt,
         &[
             &id,
-            &e.location.encode(),
-            &version,
-            &kind,
+            &row.location,
+            &row.version,
+            &row.kind,
             &e.name,
             &encode_hash(e.input_hash),
             &e.data,
-            &error,
-            &attempts,
-            &iteration,
+            &row.error,
+            &row.attempts,
+            &row.iteration,
             &e.done,
             &now,
         ],

@@ -140,22 +140,55 @@ impl LockSet<'_> {
     }
 }
 
-/// Locks the rows a commit under `lease` touches (see [`LockSet`]) and
-/// checks that the lease is current: the row stays locked until the
+/// The fence of a commit: locks its rows as [`LOCK_ROWS`] does (`$1`-`$3`)
+/// and fails, in SQL, unless `$2`'s lease is still `$4`'s at epoch `$5` —
+/// so the server aborts the transaction itself, and statements sent behind
+/// the fence without waiting for its answer (a `COMMIT` among them) cannot
+/// land. The failure is a cast error whose text says `lease lost`: plain
+/// SQL, no stored procedure. The cast reads a column (`MIN(id)`), so the
+/// planner cannot fold it into an error of every execution.
+pub(super) const FENCE: &str = "SELECT CASE
+         WHEN bool_or(id = $2 AND lease_owner = $4 AND lease_epoch = $5 AND state = 'running')
+         THEN 1
+         ELSE CAST('lease lost: ' || COALESCE(MIN(id), $2) AS integer) END
+     FROM (SELECT id, lease_owner, lease_epoch, state FROM workflows
+           WHERE id = ANY($1::text[] || ARRAY(
+               SELECT parent_id FROM workflows WHERE $3 AND id = $2 AND parent_id IS NOT NULL))
+           ORDER BY id FOR UPDATE) AS locked";
+
+/// Locks the rows a commit under `lease` touches (see [`LockSet`]; `stmt`
+/// is [`FENCE`]) and checks that the lease is current, failing the
+/// transaction on the server if not: the row stays locked until the
 /// transaction ends, so no claim can take the workflow over between this
 /// check and the writes that follow (fencing).
 pub(super) async fn fence(tx: &Tx<'_>, rows: LockSet<'_>, lease: &Lease) -> Result<(), StoreError> {
-    let held = matches!(
-        rows.lock(tx).await?,
-        Some((Some(owner), epoch, state))
-            if owner == lease.owner.to_string() && epoch == lease.epoch && state == "running"
-    );
-    if !held {
-        return Err(StoreError::LeaseLost {
-            workflow_id: lease.workflow_id,
-        });
+    let mut ids = rows.others;
+    ids.push(rows.id.clone());
+    let checked = tx
+        .query_one(
+            rows.stmt,
+            &[
+                &ids,
+                &rows.id,
+                &rows.with_parent,
+                &lease.owner.to_string(),
+                &lease.epoch,
+            ],
+        )
+        .await;
+    match checked {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION)
+                && e.as_db_error()
+                    .is_some_and(|d| d.message().contains("lease lost")) =>
+        {
+            Err(StoreError::LeaseLost {
+                workflow_id: lease.workflow_id,
+            })
+        }
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
 /// Extends leases by `term` ms from the database's clock; returns those

@@ -58,7 +58,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -96,17 +96,18 @@ pub struct PostgresStore {
     listener: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// A transaction, and whether it may send notifications.
+/// A connection inside a transaction (see [`in_tx`]), and whether the
+/// transaction may send notifications.
 pub(super) struct Tx<'a> {
-    inner: Transaction<'a>,
+    client: &'a deadpool_postgres::Object,
     notify: bool,
 }
 
-impl<'a> std::ops::Deref for Tx<'a> {
-    type Target = Transaction<'a>;
+impl std::ops::Deref for Tx<'_> {
+    type Target = deadpool_postgres::Object;
 
-    fn deref(&self) -> &Transaction<'a> {
-        &self.inner
+    fn deref(&self) -> &deadpool_postgres::Object {
+        self.client
     }
 }
 
@@ -125,20 +126,77 @@ impl Drop for PostgresStore {
 }
 
 /// Runs `$body` in a transaction on a pooled connection and commits it.
+/// `BEGIN` is not waited for: it goes to the server with the body's first
+/// statements, in the same round trip (the server runs them in order, and
+/// an error in any aborts the transaction).
 macro_rules! in_tx {
     ($self:ident, $tx:ident => $body:expr) => {{
-        let mut client = $self.pool.get().await?;
+        let open = Open::new($self.pool.get().await?);
         let $tx = Tx {
-            inner: client.transaction().await?,
+            client: open.client(),
             notify: $self.notify,
         };
-        let out = $body;
-        $tx.inner
-            .commit()
+        let begin = $tx.batch_execute("BEGIN");
+        let body = async { Ok::<_, StoreError>($body) };
+        // `join!` polls `begin` first: it is on the wire before the body's
+        // first statement.
+        let (begun, out) = futures::join!(begin, body);
+        begun?;
+        let out = out?;
+        $tx.batch_execute("COMMIT")
             .await
             .map_err(|e| StoreError::from(e).during_commit())?;
+        open.done();
         Ok(out)
     }};
+}
+
+/// A pooled connection inside a transaction this store began. Dropped
+/// before [`Open::done`] (an error, or the caller gave up), it rolls back
+/// before the connection goes back to the pool, so no one else's statements
+/// run in a transaction left open.
+struct Open {
+    client: Option<deadpool_postgres::Object>,
+}
+
+impl Open {
+    fn new(client: deadpool_postgres::Object) -> Self {
+        Open {
+            client: Some(client),
+        }
+    }
+
+    fn client(&self) -> &deadpool_postgres::Object {
+        self.client.as_ref().expect("open until done")
+    }
+
+    /// The transaction ended (committed): the connection is free.
+    fn done(mut self) {
+        self.client = None;
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    // Outside a transaction (BEGIN never ran) this only warns.
+                    if client.batch_execute("ROLLBACK").await.is_err() {
+                        // The connection is broken: keep it out of the pool.
+                        let _ = deadpool_postgres::Object::take(client);
+                    }
+                });
+            }
+            // No runtime to roll back on: the connection must not be reused.
+            Err(_) => {
+                let _ = deadpool_postgres::Object::take(client);
+            }
+        }
+    }
 }
 
 impl PostgresStore {
@@ -232,6 +290,63 @@ async fn supports_notify(client: &deadpool_postgres::Object) -> bool {
             tracing::warn!(error = %e, "the database lacks LISTEN/NOTIFY or advisory locks; polling only");
             false
         }
+    }
+}
+
+/// Whether a commit needs no answer from the server before its last
+/// statement: history writes only (no signal, child or transition, which
+/// read before they write). It then goes out as one round trip — `BEGIN`,
+/// the fence, the writes and `COMMIT` — since the fence fails the
+/// transaction on the server itself when the lease is lost.
+fn in_one_round_trip(batch: &Batch) -> bool {
+    super::lifecycle::of_transition(&batch.transition).is_none()
+        && batch.ops.iter().all(|op| {
+            matches!(
+                op,
+                super::WriteOp::Put(_) | super::WriteOp::ForgetIterations { .. }
+            )
+        })
+}
+
+impl PostgresStore {
+    /// A commit of history writes alone, in one round trip (see
+    /// [`in_one_round_trip`]). Should any statement fail, the server
+    /// aborted the transaction and the `COMMIT` sent behind it rolled it
+    /// back; the first error is the one reported.
+    async fn commit_blind(&self, lease: &Lease, batch: &Batch) -> Result<(), StoreError> {
+        let open = Open::new(self.pool.get().await?);
+        let tx = Tx {
+            client: open.client(),
+            notify: self.notify,
+        };
+        let stmt = tx.prepare_cached(leases::FENCE).await?;
+        let rows = leases::LockSet {
+            id: lease.workflow_id.to_string(),
+            others: Vec::new(),
+            with_parent: false,
+            stmt: &stmt,
+        };
+        let begin = tx.batch_execute("BEGIN");
+        let fence = leases::fence(&tx, rows, lease).boxed();
+        let commit = async {
+            tx.batch_execute("COMMIT")
+                .await
+                .map_err(|e| StoreError::from(e).during_commit())
+        }
+        .boxed();
+        let apply = history::apply(
+            &tx,
+            fence,
+            lease.workflow_id,
+            &batch.ops,
+            batch.now,
+            Some(commit),
+        );
+        let (begun, applied) = futures::join!(begin, apply);
+        begun?;
+        applied?;
+        open.done();
+        Ok(())
     }
 }
 
@@ -330,11 +445,14 @@ impl Store for PostgresStore {
     }
 
     async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
+        if in_one_round_trip(&batch) {
+            return self.commit_blind(lease, &batch).await;
+        }
         in_tx!(self, tx => {
             // The fence, which locks every row the commit touches in id
             // order, is pipelined ahead of the history writes (prepared
             // first, like every pipelined statement: see `history::apply`).
-            let stmt = tx.prepare_cached(leases::LOCK_ROWS).await?;
+            let stmt = tx.prepare_cached(leases::FENCE).await?;
             let rows = leases::LockSet {
                 id: lease.workflow_id.to_string(),
                 others: signalled(&batch.ops),
@@ -342,7 +460,7 @@ impl Store for PostgresStore {
                 stmt: &stmt,
             };
             let fence = leases::fence(&tx, rows, lease).boxed();
-            history::apply(&tx, fence, lease.workflow_id, &batch.ops, batch.now).await?;
+            history::apply(&tx, fence, lease.workflow_id, &batch.ops, batch.now, None).await?;
             workflows::transition(&tx, lease.workflow_id, &batch.transition, batch.now).await?
         })
     }
