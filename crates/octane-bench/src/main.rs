@@ -150,8 +150,10 @@ async fn main() -> anyhow::Result<()> {
             .as_deref()
             .is_none_or(|only| keys.iter().any(|k| k.contains(only)))
     };
-    scenarios::run_all(&stores, &sizes, &progress, &wanted, &mut figures).await?;
+    let measured = scenarios::run_all(&stores, &sizes, &progress, &wanted, &mut figures).await;
     progress.finish_and_clear();
+    stores.clean_up().await?;
+    measured?;
 
     let raw = figures["raw_commits_per_sec"];
     println!("{:<22} {:>14} {:>10}", "figure", "value", "÷ raw");

@@ -7,7 +7,8 @@ use octane::Engine;
 /// Where scenarios get their databases.
 pub(crate) enum Stores {
     Sqlite(tempfile::TempDir),
-    Postgres(String),
+    /// The server's URL, and the prefix of this run's schemas.
+    Postgres(String, String),
 }
 
 impl Stores {
@@ -18,7 +19,29 @@ impl Stores {
     }
 
     pub(crate) fn postgres(url: String) -> Stores {
-        Stores::Postgres(url)
+        Stores::Postgres(url, format!("bench_{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// Drops the schemas this run made (a temporary directory cleans up
+    /// after itself): a million seeded workflows per run would otherwise
+    /// fill the server's disk.
+    pub(crate) async fn clean_up(&self) -> anyhow::Result<()> {
+        if let Stores::Postgres(base, run) = self {
+            let client = connect(base).await?;
+            let rows = client
+                .query(
+                    "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)",
+                    &[run],
+                )
+                .await?;
+            for row in rows {
+                let schema: String = row.get(0);
+                client
+                    .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// An engine on a database of its own.
@@ -32,8 +55,8 @@ impl Stores {
                 let name = format!("{}.db", uuid::Uuid::new_v4().simple());
                 Ok(format!("sqlite://{}", dir.path().join(name).display()))
             }
-            Stores::Postgres(base) => {
-                let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+            Stores::Postgres(base, run) => {
+                let schema = format!("{run}_{}", uuid::Uuid::new_v4().simple());
                 let client = connect(base).await?;
                 client
                     .batch_execute(&format!("CREATE SCHEMA {schema}"))
@@ -61,7 +84,7 @@ impl Stores {
                 }
                 Ok(f64::from(n) / start.elapsed().as_secs_f64())
             }
-            Stores::Postgres(_) => {
+            Stores::Postgres(..) => {
                 // A regular table: a temporary one skips the WAL, and with it
                 // the cost being measured.
                 let client = connect(&self.fresh_url().await?).await?;
@@ -118,7 +141,7 @@ impl Stores {
                     tx.commit()?;
                 }
             }
-            Stores::Postgres(_) => {
+            Stores::Postgres(..) => {
                 let mut client = connect(&self.fresh_url().await?).await?;
                 client
                     .batch_execute(
