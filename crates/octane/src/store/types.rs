@@ -346,7 +346,21 @@ pub struct WorkerRecord {
 /// Proof that a worker is alive, held for its lifetime: a lock that the
 /// operating system or the database server releases when the process dies.
 /// Dropping it ends the worker's liveness.
-pub trait Liveness: Send + Sync + std::fmt::Debug {}
+pub trait Liveness: Send + Sync + std::fmt::Debug {
+    /// Whether the store still counts the worker alive through this guard.
+    /// A guard that lost its hold (the session that held a lock is gone:
+    /// the server restarted, or a standby took over) must be replaced, or
+    /// other workers take this worker's workflows from under it.
+    fn is_held(&self) -> bool {
+        true
+    }
+
+    /// Resolves when the guard loses its hold (never, by default), so the
+    /// worker learns of it at once rather than at its next look.
+    fn lost(&self) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(std::future::pending())
+    }
+}
 
 /// A leased workflow, ready to run.
 #[derive(Clone, Debug)]

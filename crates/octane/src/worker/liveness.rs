@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::leases::Leases;
 use crate::clock::now_ms;
 use crate::ctx::error_chain;
 use crate::runtime::Core;
@@ -19,7 +20,12 @@ const LOOK_EVERY: Duration = Duration::from_millis(500);
 /// when that freed any. The liveness the store hands back is held by this task,
 /// which dies with the worker. Runs beside the claim loop, so a worker's
 /// first claim never waits for it.
-pub(super) async fn run(core: Arc<Core>, id: uuid::Uuid) {
+pub(super) async fn run(
+    core: Arc<Core>,
+    id: uuid::Uuid,
+    leases: Arc<Leases>,
+    adrift: Arc<std::sync::atomic::AtomicBool>,
+) {
     let store = core.store().clone();
     let record = WorkerRecord {
         id,
@@ -27,12 +33,32 @@ pub(super) async fn run(core: Arc<Core>, id: uuid::Uuid) {
         pid: std::process::id(),
         started_at: now_ms(),
     };
-    let mut alive = None;
+    let mut alive: Option<Option<Box<dyn crate::store::Liveness>>> = None;
     let mut retry = Duration::from_millis(100);
     loop {
+        let lost = matches!(&alive, Some(Some(session)) if !session.is_held());
+        if lost {
+            // Until it registers again, other workers see this one dead and
+            // may take its workflows over: its runs stop at their next
+            // step rather than race the new owners (only a step in flight
+            // runs twice).
+            tracing::warn!(
+                "the worker's liveness session ended (a server restart or failover); \
+                 stopping its runs and registering again"
+            );
+            adrift.store(true, std::sync::atomic::Ordering::Release);
+            for lease in leases.snapshot() {
+                leases.lose(&lease);
+            }
+            alive = None;
+        }
         if alive.is_none() {
             match store.register_worker(record.clone()).await {
-                Ok(liveness) => alive = Some(liveness),
+                Ok(liveness) => {
+                    alive = Some(liveness);
+                    adrift.store(false, std::sync::atomic::Ordering::Release);
+                    core.env.runnable.notify_one();
+                }
                 Err(e) => {
                     tracing::warn!(error = %error_chain(&e), retry_in = ?retry, "registering the worker failed");
                     retry = (retry * 2).min(Duration::from_secs(5));
@@ -55,7 +81,16 @@ pub(super) async fn run(core: Arc<Core>, id: uuid::Uuid) {
         } else {
             LOOK_EVERY
         };
-        tokio::time::sleep(wait).await;
+        let lost = match &alive {
+            Some(Some(session)) => session.lost(),
+            _ => Box::pin(std::future::pending()),
+        };
+        // A session that ends is acted on at once: every moment this worker
+        // runs without it, another may take its workflows over.
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = lost => {}
+        }
     }
 }
 

@@ -92,6 +92,7 @@ impl WorkerBuilder {
             poll_interval: self.poll_interval,
             drain: CancellationToken::new(),
             leases: Arc::default(),
+            adrift: Arc::default(),
         });
         let task = tokio::spawn(run(shared.clone()));
         Worker {
@@ -111,6 +112,9 @@ struct WorkerShared {
     drain: CancellationToken,
     /// Leases of the runs in memory.
     leases: Arc<Leases>,
+    /// Set while the worker's liveness session is lost and not yet back:
+    /// other workers may find it dead then, so it claims nothing.
+    adrift: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A running worker.
@@ -179,7 +183,12 @@ async fn run(shared: Arc<WorkerShared>) {
         shared.lease_ttl,
         shared.core.env.clock.clone(),
     )));
-    let _liveness = AbortOnDrop(tokio::spawn(liveness::run(shared.core.clone(), shared.id)));
+    let _liveness = AbortOnDrop(tokio::spawn(liveness::run(
+        shared.core.clone(),
+        shared.id,
+        shared.leases.clone(),
+        shared.adrift.clone(),
+    )));
     let _deadlines = AbortOnDrop(tokio::spawn(deadlines::run(shared.core.clone())));
     let _schedules = AbortOnDrop(tokio::spawn(schedules::run(shared.core.clone())));
     let _retention = shared
@@ -195,7 +204,8 @@ async fn run(shared: Arc<WorkerShared>) {
         while runs.try_join_next().is_some() {}
         let free = slots.available_permits();
         let mut next_wake_at = None;
-        if free > 0 {
+        let adrift = shared.adrift.load(std::sync::atomic::Ordering::Acquire);
+        if free > 0 && !adrift {
             let now = shared.core.env.clock.now_ms();
             let limit = free.min(128);
             let request = ClaimRequest {

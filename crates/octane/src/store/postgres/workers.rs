@@ -19,9 +19,23 @@ use crate::store::{Liveness, StoreError, WorkerRecord};
 pub(super) struct Session {
     _client: tokio_postgres::Client,
     connection: tokio::task::JoinHandle<()>,
+    /// Turns `true` when the session's connection ends.
+    ended: tokio::sync::watch::Receiver<bool>,
 }
 
-impl Liveness for Session {}
+impl Liveness for Session {
+    /// The connection's task says when the session ended.
+    fn is_held(&self) -> bool {
+        !*self.ended.borrow()
+    }
+
+    fn lost(&self) -> futures::future::BoxFuture<'static, ()> {
+        let mut ended = self.ended.clone();
+        Box::pin(async move {
+            let _ = ended.wait_for(|e| *e).await;
+        })
+    }
+}
 
 impl Drop for Session {
     fn drop(&mut self) {
@@ -41,8 +55,10 @@ pub(super) async fn lock(
     worker: &WorkerRecord,
 ) -> Result<Session, StoreError> {
     let (client, connection) = config.connect(NoTls).await?;
+    let (end, ended) = tokio::sync::watch::channel(false);
     let connection = tokio::spawn(async move {
         let _ = connection.await;
+        let _ = end.send(true);
     });
     client
         .execute("SELECT pg_advisory_lock($1)", &[&key(&worker.id)])
@@ -50,6 +66,7 @@ pub(super) async fn lock(
     Ok(Session {
         _client: client,
         connection,
+        ended,
     })
 }
 
