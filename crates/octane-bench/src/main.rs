@@ -44,6 +44,10 @@ struct Args {
     /// the raw rate, for the ratios): to profile one scenario alone.
     #[arg(long)]
     only: Option<String>,
+    /// Run as a worker process of the multi-process scenario on this
+    /// database, until killed (not for direct use).
+    #[arg(long, hide = true)]
+    worker: Option<String>,
 }
 
 /// How big each scenario is.
@@ -104,6 +108,7 @@ const KEYS: &[&str] = &[
     "fanout_wf_per_sec",
     "fanout_p50_ms",
     "fanout_p99_ms",
+    "fanout_3proc_wf_per_sec",
     "aged_fanout_wf_per_sec",
     "commit_p99_ms",
     "aged_commit_p99_ms",
@@ -128,6 +133,9 @@ const KEYS: &[&str] = &[
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(url) = &args.worker {
+        return scenarios::worker_process(url).await;
+    }
     let sizes = Sizes::new(args.quick);
     let stores = match args.store {
         StoreKind::Sqlite => store::Stores::sqlite()?,

@@ -280,6 +280,14 @@ pub(crate) async fn run_all(
         figures.insert("fanout_p99_ms", p99);
     }
     progress.inc(3);
+    if wanted(&["fanout_3proc_wf_per_sec"]) {
+        step(progress, "fan-out over 3 worker processes");
+        figures.insert(
+            "fanout_3proc_wf_per_sec",
+            fanout_processes(stores, sizes, 3).await?,
+        );
+    }
+    progress.inc(1);
     if wanted(&["commit_p99_ms"]) {
         step(progress, "commit latency");
         figures.insert(
@@ -381,6 +389,54 @@ pub(crate) async fn run_all(
     }
     progress.inc(1);
     Ok(())
+}
+
+/// A worker process of [`fanout_processes`]: runs the fan-out's workflows
+/// on `url` until killed.
+pub(crate) async fn worker_process(url: &str) -> anyhow::Result<()> {
+    let engine = registered(Engine::open(url).await?);
+    let _worker = engine.worker().concurrency(1_000).spawn();
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Workflows per second when the fan-out's workflows, all dispatched
+/// first, are run by `processes` worker processes sharing the database
+/// (this binary again, with `--worker`). Timed from the processes' start
+/// to the last completion; their start-up counts.
+async fn fanout_processes(stores: &Stores, sizes: &Sizes, processes: usize) -> anyhow::Result<f64> {
+    let url = stores.fresh_url().await?;
+    let engine = registered(Engine::open(&url).await?);
+    let mut ids = Vec::with_capacity(sizes.fanout_workflows);
+    for i in 0..sizes.fanout_workflows {
+        ids.push(engine.dispatch::<ThreeSteps>(i as u64).await?);
+    }
+    let start = Instant::now();
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for _ in 0..processes {
+        children.push(
+            std::process::Command::new(&exe)
+                .args(["--worker", &url])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()?,
+        );
+    }
+    let waited = async {
+        for id in &ids {
+            engine.wait::<ThreeSteps>(*id).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let elapsed = start.elapsed();
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    waited?;
+    Ok(ids.len() as f64 / elapsed.as_secs_f64())
 }
 
 /// Many workflows at once: throughput, and the median and 99th percentile
