@@ -52,6 +52,8 @@ pub struct Faults {
     chaos: Mutex<Option<Chaos>>,
     /// How many faults were injected.
     pub injected: AtomicU64,
+    /// How many claims were made through the wrapper.
+    pub claims: AtomicU64,
 }
 
 impl std::fmt::Debug for Faults {
@@ -95,6 +97,7 @@ impl Faults {
             reject: Mutex::new(None),
             chaos: Mutex::new(None),
             injected: AtomicU64::new(0),
+            claims: AtomicU64::new(0),
         })
     }
 
@@ -187,6 +190,7 @@ impl Faults {
 #[async_trait]
 impl Store for Faults {
     async fn claim(&self, r: ClaimRequest) -> Result<Claimed, StoreError> {
+        self.claims.fetch_add(1, Ordering::Relaxed);
         self.enter(Op::Claim).await?;
         self.inner.claim(r).await
     }
@@ -241,6 +245,9 @@ impl Store for Faults {
     }
     fn watch_runnable(&self, notify: Arc<tokio::sync::Notify>) {
         self.inner.watch_runnable(notify)
+    }
+    fn watch_names(&self, notify: &Arc<tokio::sync::Notify>, names: &[String]) {
+        self.inner.watch_names(notify, names)
     }
     fn broadcasts(&self) -> bool {
         self.inner.broadcasts()

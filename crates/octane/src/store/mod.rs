@@ -135,6 +135,14 @@ pub trait Store: Send + Sync + 'static {
         let _ = notify;
     }
 
+    /// Tells the store that the watcher `notify` (see
+    /// [`Store::watch_runnable`]) runs workflows of `names` (added to any
+    /// named before): a store whose wake-ups name what became runnable
+    /// then wakes it only for those.
+    fn watch_names(&self, notify: &std::sync::Arc<tokio::sync::Notify>, names: &[String]) {
+        let _ = (notify, names);
+    }
+
     /// Whether [`Store::broadcast`] reaches subscribers in every process on
     /// the database. Otherwise messages go to the sender's process only,
     /// and the store is never asked to broadcast.

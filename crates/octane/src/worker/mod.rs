@@ -199,6 +199,7 @@ async fn run(shared: Arc<WorkerShared>) {
     let mut runs = JoinSet::new();
     let names = shared.core.registry.names();
     let store = shared.core.store().clone();
+    store.watch_names(&shared.core.env.runnable, &names);
     let mut backoff = Duration::ZERO;
     while !shared.drain.is_cancelled() {
         while runs.try_join_next().is_some() {}

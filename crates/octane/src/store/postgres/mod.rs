@@ -82,7 +82,9 @@ type Sink = Arc<dyn Fn(super::Broadcast) + Send + Sync>;
 /// Who the listener hands what it hears to.
 #[derive(Default)]
 struct Listeners {
-    runnable: Vec<Arc<Notify>>,
+    /// Each watcher, with the workflow names it runs (`None`: wake it for
+    /// every name).
+    runnable: Vec<(Arc<Notify>, Option<std::collections::BTreeSet<String>>)>,
     messages: Vec<Sink>,
 }
 
@@ -369,24 +371,46 @@ fn lifecycle_wakes_parent(transition: &super::Transition) -> bool {
     super::lifecycle::of_transition(transition).is_some_and(|c| c.wake_parent)
 }
 
-/// Sends the wake-up notification, delivered when the transaction commits
-/// (nothing when polling only).
-async fn notify_runnable(tx: &Tx<'_>) -> Result<(), StoreError> {
+/// Sends the wake-up notification for the workflow `id` (and its parent,
+/// which a finishing child may have woken), delivered when the transaction
+/// commits; nothing when polling only. The payload is the workflow's name,
+/// so only workers that run it wake.
+async fn notify_runnable(tx: &Tx<'_>, id: &str) -> Result<(), StoreError> {
     if !tx.notify {
         return Ok(());
     }
-    let stmt = tx.prepare_cached("SELECT pg_notify($1, '')").await?;
-    tx.execute(&stmt, &[&CHANNEL]).await?;
+    let stmt = tx
+        .prepare_cached(
+            "SELECT pg_notify($1, name) FROM workflows
+             WHERE id = $2 OR id = (SELECT parent_id FROM workflows WHERE id = $2)",
+        )
+        .await?;
+    tx.execute(&stmt, &[&CHANNEL, &id]).await?;
     Ok(())
+}
+
+/// A notification the listener heard.
+enum Heard {
+    /// A workflow of this name became runnable (empty: some workflow).
+    Runnable(String),
+    /// A message, as JSON.
+    Message(String),
 }
 
 /// Keeps a connection listening for wake-ups, reconnecting with backoff.
 /// After every (re)connection the watchers are woken once, since
 /// notifications sent while disconnected were lost.
 async fn listen(config: tokio_postgres::Config, watchers: Arc<Mutex<Listeners>>) {
-    let wake_all = || {
-        for w in &watchers.lock().expect("watchers lock").runnable {
-            w.notify_one();
+    // `name`: the workflow name that became runnable; `None` wakes all.
+    let wake = |name: Option<&str>| {
+        for (w, names) in &watchers.lock().expect("watchers lock").runnable {
+            let runs_it = match (name, names) {
+                (Some(name), Some(names)) => names.contains(name),
+                _ => true,
+            };
+            if runs_it {
+                w.notify_one();
+            }
         }
     };
     let deliver = |payload: &str| match serde_json::from_str::<super::Broadcast>(payload) {
@@ -405,7 +429,11 @@ async fn listen(config: tokio_postgres::Config, watchers: Arc<Mutex<Listeners>>)
                 let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
                 while let Some(Ok(message)) = messages.next().await {
                     if let AsyncMessage::Notification(n) = message {
-                        let heard = (n.channel() == MESSAGES).then(|| n.payload().to_string());
+                        let heard = if n.channel() == MESSAGES {
+                            Heard::Message(n.payload().to_string())
+                        } else {
+                            Heard::Runnable(n.payload().to_string())
+                        };
                         if tx.send(heard).is_err() {
                             break;
                         }
@@ -418,11 +446,12 @@ async fn listen(config: tokio_postgres::Config, watchers: Arc<Mutex<Listeners>>)
                 .is_ok()
             {
                 backoff = Duration::from_millis(100);
-                wake_all();
+                wake(None);
                 while let Some(heard) = rx.recv().await {
                     match heard {
-                        Some(message) => deliver(&message),
-                        None => wake_all(),
+                        Heard::Message(message) => deliver(&message),
+                        Heard::Runnable(name) if name.is_empty() => wake(None),
+                        Heard::Runnable(name) => wake(Some(&name)),
                     }
                 }
             }
@@ -545,7 +574,18 @@ impl Store for PostgresStore {
             .lock()
             .expect("watchers lock")
             .runnable
-            .push(notify);
+            .push((notify, None));
+    }
+
+    fn watch_names(&self, notify: &Arc<Notify>, names: &[String]) {
+        let mut watchers = self.watchers.lock().expect("watchers lock");
+        for (w, filter) in &mut watchers.runnable {
+            if Arc::ptr_eq(w, notify) {
+                filter
+                    .get_or_insert_with(Default::default)
+                    .extend(names.iter().cloned());
+            }
+        }
     }
 
     fn broadcasts(&self) -> bool {

@@ -90,7 +90,7 @@ pub(super) async fn create(tx: &Tx<'_>, wf: &NewWorkflow) -> Result<WorkflowId, 
     for (k, v) in &wf.tags {
         tx.execute(&tag, &[&id, k, v]).await?;
     }
-    notify_runnable(tx).await?;
+    notify_runnable(tx, &id).await?;
     Ok(wf.id)
 }
 
@@ -235,7 +235,7 @@ async fn apply(
         concerns_workers |= woken > 0;
     }
     if concerns_workers {
-        notify_runnable(tx).await?;
+        notify_runnable(tx, id).await?;
     }
     Ok(())
 }
