@@ -134,10 +134,7 @@ impl Drop for PostgresStore {
 macro_rules! in_tx {
     ($self:ident, $tx:ident => $body:expr) => {{
         let open = Open::new($self.pool.get().await?);
-        let $tx = Tx {
-            client: open.client(),
-            notify: $self.notify,
-        };
+        let $tx = open.tx($self.notify);
         let begin = $tx.batch_execute("BEGIN");
         let body = async { Ok::<_, StoreError>($body) };
         // `join!` polls `begin` first: it is on the wire before the body's
@@ -168,8 +165,13 @@ impl Open {
         }
     }
 
-    fn client(&self) -> &deadpool_postgres::Object {
-        self.client.as_ref().expect("open until done")
+    /// The transaction, for statements; `notify`: whether it may send
+    /// notifications.
+    fn tx(&self, notify: bool) -> Tx<'_> {
+        Tx {
+            client: self.client.as_ref().expect("open until done"),
+            notify,
+        }
     }
 
     /// The transaction ended (committed): the connection is free.
@@ -317,10 +319,7 @@ impl PostgresStore {
     /// back; the first error is the one reported.
     async fn commit_blind(&self, lease: &Lease, batch: &Batch) -> Result<(), StoreError> {
         let open = Open::new(self.pool.get().await?);
-        let tx = Tx {
-            client: open.client(),
-            notify: self.notify,
-        };
+        let tx = open.tx(self.notify);
         let stmt = tx.prepare_cached(leases::FENCE).await?;
         let rows = leases::LockSet {
             id: lease.workflow_id.to_string(),
@@ -381,8 +380,11 @@ async fn notify_runnable(tx: &Tx<'_>, id: &str) -> Result<(), StoreError> {
     }
     let stmt = tx
         .prepare_cached(
+            // `= ANY` of the two keys, so the read is two primary-key
+            // lookups however large the table (an `OR` may not be).
             "SELECT pg_notify($1, name) FROM workflows
-             WHERE id = $2 OR id = (SELECT parent_id FROM workflows WHERE id = $2)",
+             WHERE id = ANY(ARRAY[$2::text] || ARRAY(
+                 SELECT parent_id FROM workflows WHERE id = $2 AND parent_id IS NOT NULL))",
         )
         .await?;
     tx.execute(&stmt, &[&CHANNEL, &id]).await?;
