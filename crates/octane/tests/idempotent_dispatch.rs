@@ -4,10 +4,18 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use octane::history::EventKind;
 use octane::prelude::*;
+use octane::store::WriteOp;
 use octane::{IfFinished, ListFilter, WorkflowState};
+use support::faults::Faults;
 use support::process::{child_db, spawn_child};
-use support::{wait_output, wait_state, TestDb};
+use support::{
+    count as tally, executions, executions_with_prefix, unique, wait_output, wait_state, TestDb,
+};
 
 #[derive(Serialize, Deserialize)]
 struct Go;
@@ -202,9 +210,163 @@ async fn dispatching_child() {
     }
 }
 
+/// Waits for `go`, then pays: the child every checkout of one order shares.
+struct Payment;
+impl Workflow for Payment {
+    const NAME: &'static str = "payment";
+    type Input = String;
+    type Output = u64;
+    async fn run(ctx: &mut WorkflowCtx, order: &String) -> Result<u64> {
+        tally(&format!("{order}/payment-runs"));
+        ctx.listen::<Go>().await?;
+        Ok(order.len() as u64)
+    }
+}
+
+/// Starts the payment of its order under the order's key, counts the
+/// start, and returns what the payment returns.
+struct Checkout;
+impl Workflow for Checkout {
+    const NAME: &'static str = "checkout";
+    type Input = String;
+    type Output = u64;
+    async fn run(ctx: &mut WorkflowCtx, order: &String) -> Result<u64> {
+        let payment = ctx
+            .workflow::<Payment>(order.clone())
+            .key(format!("pay:{order}"))
+            .dispatch()
+            .await?;
+        tally(&format!("{order}/started {payment}"));
+        let paid = ctx
+            .workflow::<Payment>(order.clone())
+            .key(format!("pay:{order}"))
+            .output()
+            .await?;
+        Ok(paid)
+    }
+}
+
+/// How often checkouts of `order` were given each payment id.
+fn given(order: &str) -> std::collections::HashMap<String, u64> {
+    executions_with_prefix(&format!("{order}/started "))
+}
+
+async fn payments(engine: &Engine, order: &str) -> Vec<octane::WorkflowInfo> {
+    engine
+        .list(
+            ListFilter::default()
+                .name("payment")
+                .key(format!("pay:{order}"))
+                .limit(100),
+        )
+        .await
+        .unwrap()
+}
+
+/// Parents asking for one keyed child share it, and every parent waiting
+/// on it (not only the one recorded as its parent) is woken when it ends.
+async fn parents_that_ask_for_one_keyed_child_share_it(db: TestDb) {
+    let engine = db
+        .engine()
+        .await
+        .register::<Checkout>()
+        .register::<Payment>();
+    let worker = support::fast_worker(&engine);
+    let order = unique("order");
+    let mut checkouts = Vec::new();
+    for _ in 0..3 {
+        checkouts.push(engine.dispatch::<Checkout>(order.clone()).await.unwrap());
+    }
+    for &c in &checkouts {
+        wait_state(&engine, c, WorkflowState::Sleeping).await;
+    }
+    let found = payments(&engine, &order).await;
+    assert_eq!(found.len(), 1, "one payment for three checkouts: {found:?}");
+    let payment = found[0].id;
+    wait_state(&engine, payment, WorkflowState::Sleeping).await;
+    assert_eq!(executions(&format!("{order}/payment-runs")), 1);
+    assert_eq!(
+        given(&order),
+        [(format!("{order}/started {payment}"), 3)].into(),
+        "each checkout was given the one payment's id"
+    );
+
+    engine.signal(Go).to(payment).await.unwrap();
+    for &c in &checkouts {
+        assert_eq!(
+            wait_output::<Checkout>(&engine, c).await,
+            order.len() as u64
+        );
+    }
+    // A checkout of the order after the payment finished is given it too.
+    let late = engine.dispatch::<Checkout>(order.clone()).await.unwrap();
+    assert_eq!(
+        wait_output::<Checkout>(&engine, late).await,
+        order.len() as u64
+    );
+    assert_eq!(payments(&engine, &order).await.len(), 1);
+    // Each run of a checkout (first runs and replays) counts; all of them
+    // were given the one payment.
+    let runs = given(&order);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(runs[&format!("{order}/started {payment}")] >= 4, "{runs:?}");
+    worker.shutdown().await;
+}
+
+/// The keyed child exists before the step that names it is recorded; a
+/// parent whose record never landed asks again on replay and is given the
+/// same child, so no second payment starts.
+async fn a_parent_that_lost_its_record_of_a_keyed_child_finds_the_same_child(db: TestDb) {
+    let faults = Faults::new(db.store().await);
+    let rejected = Arc::new(AtomicBool::new(false));
+    let once = rejected.clone();
+    faults.reject_commits(Box::new(move |b| {
+        b.ops
+            .iter()
+            .any(|op| matches!(op, WriteOp::Put(e) if e.kind == EventKind::ChildDispatch))
+            && !once.swap(true, Ordering::SeqCst)
+    }));
+    let engine = Engine::with_store(faults.clone())
+        .register::<Checkout>()
+        .register::<Payment>();
+    let worker = support::fast_worker(&engine);
+    let order = unique("order");
+    let checkout = engine.dispatch::<Checkout>(order.clone()).await.unwrap();
+    // The commit recording the child was rejected: the parent is parked
+    // with nothing of its run recorded, and the payment exists.
+    wait_state(&engine, checkout, WorkflowState::Parked).await;
+    assert!(rejected.load(Ordering::SeqCst));
+    assert!(engine.history(checkout).await.unwrap().is_empty());
+    let first = payments(&engine, &order).await;
+    assert_eq!(first.len(), 1);
+    let payment = first[0].id;
+
+    engine.wake(checkout).await.unwrap();
+    wait_state(&engine, checkout, WorkflowState::Sleeping).await;
+    assert_eq!(
+        payments(&engine, &order)
+            .await
+            .iter()
+            .map(|w| w.id)
+            .collect::<Vec<_>>(),
+        [payment],
+        "the replay found the payment its first run started"
+    );
+    wait_state(&engine, payment, WorkflowState::Sleeping).await;
+    assert_eq!(executions(&format!("{order}/payment-runs")), 1);
+    engine.signal(Go).to(payment).await.unwrap();
+    assert_eq!(
+        wait_output::<Checkout>(&engine, checkout).await,
+        order.len() as u64
+    );
+    worker.shutdown().await;
+}
+
 support::store_tests!(
     a_second_dispatch_with_a_key_returns_the_first_and_stores_nothing,
     a_dispatch_by_name_takes_a_key_too,
     a_finished_holder_is_returned_or_replaced_as_each_call_says,
     concurrent_dispatches_from_two_processes_agree_on_one_workflow,
+    parents_that_ask_for_one_keyed_child_share_it,
+    a_parent_that_lost_its_record_of_a_keyed_child_finds_the_same_child,
 );

@@ -9,7 +9,7 @@ use support::{seed, TestDb};
 
 async fn check_plans(store: &dyn Store, when: &str) {
     let plans = store.catalog().query_plans().await.unwrap();
-    assert_eq!(plans.len(), 8, "{plans:#?}");
+    assert_eq!(plans.len(), 9, "{plans:#?}");
     for plan in &plans {
         assert!(
             plan.uses_index,

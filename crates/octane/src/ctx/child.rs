@@ -8,7 +8,9 @@ use crate::clock::duration_ms;
 use crate::ctx::Workflow;
 use crate::error::Error;
 use crate::history::{input_hash, Event, EventKind};
-use crate::store::{NewWorkflow, Suspend, Transition, WorkflowId, WorkflowState, WriteOp};
+use crate::store::{
+    DispatchKey, IfFinished, NewWorkflow, Suspend, Transition, WorkflowId, WorkflowState, WriteOp,
+};
 
 impl WorkflowCtx {
     /// Starts building a child workflow of type `W`:
@@ -18,6 +20,7 @@ impl WorkflowCtx {
             ctx: self,
             input,
             tags: BTreeMap::new(),
+            key: None,
             deadline: None,
             _type: PhantomData,
         }
@@ -30,6 +33,7 @@ pub struct Child<'c, W: Workflow> {
     ctx: &'c mut WorkflowCtx,
     input: W::Input,
     tags: BTreeMap<String, String>,
+    key: Option<String>,
     deadline: Option<std::time::Duration>,
     _type: PhantomData<fn() -> W>,
 }
@@ -40,6 +44,7 @@ impl<W: Workflow> std::fmt::Debug for Child<'_, W> {
             .field("parent", &self.ctx.workflow_id())
             .field("workflow", &W::NAME)
             .field("tags", &self.tags)
+            .field("key", &self.key)
             .finish_non_exhaustive()
     }
 }
@@ -48,6 +53,22 @@ impl<W: Workflow> Child<'_, W> {
     /// Adds a tag to the child.
     pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Starts the child only if no workflow of type `W` holds `key`, as
+    /// [`Dispatch::key`](crate::Dispatch::key) does with the default
+    /// [`IfFinished::Return`](crate::IfFinished::Return): the step's id is
+    /// then the holder's, whichever workflow started it, finished or not.
+    /// Any number of parents (or callers of `Engine::dispatch`) asking for
+    /// one key share one child, and each that waits on its
+    /// [`output`](Self::output) is woken when it finishes.
+    ///
+    /// The keyed child is created when the step first runs, before the
+    /// step is recorded: a parent that crashes in between asks again on
+    /// replay and is given the same child.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
         self
     }
 
@@ -79,10 +100,11 @@ impl<W: Workflow> Child<'_, W> {
             ctx,
             input,
             tags,
+            key,
             deadline,
             ..
         } = self;
-        dispatch::<W>(ctx, input, tags, deadline)
+        dispatch::<W>(ctx, input, tags, key, deadline).await
     }
 
     /// Starts the child and waits for its output. The outcome is recorded in
@@ -97,10 +119,11 @@ impl<W: Workflow> Child<'_, W> {
             ctx,
             input,
             tags,
+            key,
             deadline,
             ..
         } = self;
-        let child = dispatch::<W>(ctx, input, tags, deadline)?;
+        let child = dispatch::<W>(ctx, input, tags, key, deadline).await?;
         let (step, req) = ctx.resolve(EventKind::ChildOutput, W::NAME, 0)?;
         let location = match step {
             Step::Replay(e) if e.done => {
@@ -181,10 +204,11 @@ impl<W: Workflow> Child<'_, W> {
     }
 }
 
-fn dispatch<W: Workflow>(
+async fn dispatch<W: Workflow>(
     ctx: &mut WorkflowCtx,
     input: W::Input,
     tags: BTreeMap<String, String>,
+    key: Option<String>,
     deadline: Option<std::time::Duration>,
 ) -> Result<WorkflowId, Error> {
     let input = encode(&format!("input of workflow `{}`", W::NAME), &input)?;
@@ -193,27 +217,46 @@ fn dispatch<W: Workflow>(
         W::NAME,
         input_hash(input.as_bytes()),
     )?;
-    match step {
-        Step::Replay(e) => ctx.decode("child workflow id", &e.location, e.data.as_deref()),
-        Step::Live(location) => {
-            let id = WorkflowId::new();
-            let run = ctx.run();
-            run.defer(WriteOp::Put(
-                Event::new(location, &req).finished(encode("child workflow id", &id)?),
-            ));
-            let now = run.clock.now_ms();
-            run.defer(WriteOp::CreateWorkflow(NewWorkflow {
-                id,
-                name: W::NAME.to_string(),
-                input,
-                tags,
-                now,
-                parent: Some(run.workflow_id),
-                key: None,
-                deadline_at: deadline.map(|d| now.saturating_add(duration_ms(d))),
-            }));
-            run.kick();
-            Ok(id)
+    let location = match step {
+        Step::Replay(e) => {
+            return ctx.decode("child workflow id", &e.location, e.data.as_deref());
         }
+        Step::Live(location) => location,
+    };
+    let run = ctx.run();
+    let now = run.clock.now_ms();
+    let child = NewWorkflow {
+        id: WorkflowId::new(),
+        name: W::NAME.to_string(),
+        input,
+        tags,
+        now,
+        parent: Some(run.workflow_id),
+        key: key.map(|key| DispatchKey {
+            key,
+            if_finished: IfFinished::Return,
+        }),
+        deadline_at: deadline.map(|d| now.saturating_add(duration_ms(d))),
+    };
+    let record = |id: &WorkflowId| -> Result<WriteOp, Error> {
+        Ok(WriteOp::Put(
+            Event::new(location.clone(), &req).finished(encode("child workflow id", id)?),
+        ))
+    };
+    if child.key.is_none() {
+        // Created in the commit that records the step: replay finds the
+        // step, so it never starts the child twice.
+        let id = child.id;
+        run.defer(record(&id)?);
+        run.defer(WriteOp::CreateWorkflow(child));
+        run.kick();
+        return Ok(id);
     }
+    // A keyed child is created now, because the step must record the
+    // holder's id, which only the store knows. The key makes asking again
+    // after a crash safe: it returns the same holder.
+    let id = run.create_keyed(child).await?;
+    run.defer(record(&id)?);
+    run.kick();
+    Ok(id)
 }

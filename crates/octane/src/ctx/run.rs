@@ -63,8 +63,8 @@ use crate::history::{EventKind, History};
 use crate::message::MessageBus;
 use crate::replay_check::Verdict;
 use crate::store::{
-    Batch, Broadcast, Cause, Delivery, FailureCode, Lease, PendingSignal, SignalTarget, Store,
-    StoreError, Suspend, Transition, WorkflowId, WorkflowInfo, WriteOp,
+    Batch, Broadcast, Cause, Delivery, FailureCode, Lease, NewWorkflow, PendingSignal,
+    SignalTarget, Store, StoreError, Suspend, Transition, WorkflowId, WorkflowInfo, WriteOp,
 };
 
 /// Why a run must stop before its code returns.
@@ -522,6 +522,23 @@ impl RunShared {
             store.catalog().get(id).await
         })
         .await
+    }
+
+    /// Creates a keyed child, unless its key is held, and returns the
+    /// holder. Retried like a read when the database fails: asking again
+    /// for a key returns what the first ask created, if it landed.
+    pub(crate) async fn create_keyed(&self, child: NewWorkflow) -> Result<WorkflowId, Error> {
+        let created = child.id;
+        let holder = self
+            .read("a keyed child workflow", |store| {
+                let child = child.clone();
+                async move { store.catalog().create(child).await }
+            })
+            .await?;
+        if holder == created {
+            self.runnable.notify_one();
+        }
+        Ok(holder)
     }
 
     /// Waits for the write in flight, and commits the pending ones only if

@@ -1,7 +1,7 @@
 //! The life of a workflow row, written once for every backend: for each
 //! transition a commit makes, each operator control and each wake-up, the
 //! state it moves to, which columns change, and what goes with it (the lease
-//! released, pending signals dropped, a waiting parent woken, a wait checked
+//! released, pending signals dropped, waiting workflows woken, a wait checked
 //! at once). Each backend renders a [`Change`] into its own SQL with
 //! [`Change::set_clause`] and binds the [`Values`] it names.
 
@@ -48,8 +48,9 @@ pub(crate) struct Change {
     pub release_lease: bool,
     /// Pending signals are deleted: nobody will consume them.
     pub drop_signals: bool,
-    /// A parent sleeping on this workflow is made runnable.
-    pub wake_parent: bool,
+    /// The workflows sleeping until this one finishes (its parent, any
+    /// other given it by a dispatch key) are made runnable.
+    pub wake_waiters: bool,
     /// A wait that already holds (a signal pending, the child finished)
     /// makes the workflow runnable at once, in the same transaction.
     pub check_waits: bool,
@@ -67,7 +68,7 @@ pub(crate) const RUNNABLE: Change = Change {
     error_code: Set::Keep,
     release_lease: false,
     drop_signals: false,
-    wake_parent: false,
+    wake_waiters: false,
     check_waits: false,
 };
 
@@ -83,7 +84,7 @@ const FINISHED: Change = Change {
     error_code: Set::Clear,
     release_lease: true,
     drop_signals: true,
-    wake_parent: true,
+    wake_waiters: true,
     check_waits: false,
 };
 
@@ -165,7 +166,7 @@ const fn keeps_result(release_lease: bool) -> Change {
         error_code: Set::Keep,
         release_lease,
         drop_signals: false,
-        wake_parent: false,
+        wake_waiters: false,
         check_waits: false,
     }
 }
@@ -297,7 +298,7 @@ mod tests {
             error: "e".into(),
             code: FailureCode::HistoryDiverged,
         };
-        // (change, state, releases the lease, drops signals, wakes parent, checks waits)
+        // (change, state, releases the lease, drops signals, wakes waiters, checks waits)
         let rows = [
             (
                 of_transition(&suspend),
@@ -371,7 +372,7 @@ mod tests {
                     c.state,
                     c.release_lease,
                     c.drop_signals,
-                    c.wake_parent,
+                    c.wake_waiters,
                     c.check_waits
                 ),
                 (state, lease, signals, parent, waits),

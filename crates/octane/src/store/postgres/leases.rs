@@ -9,9 +9,19 @@
 //! # Lock order
 //! A transaction that locks several workflow rows takes them in id order,
 //! in one statement ([`LOCK_ROWS`]), before it writes: a commit (its own
-//! row, the workflows it signals, the parent it wakes), a renewal, a
-//! cancel. Two such transactions then never wait for each other in a
-//! cycle, which Postgres would break by aborting one (a deadlock).
+//! row, the workflows it signals, the workflows waiting on it that it
+//! wakes, the workflow it goes to sleep on), a renewal, a cancel. Two such
+//! transactions then never wait for each other in a cycle, which Postgres
+//! would break by aborting one (a deadlock).
+//!
+//! # Waiting on a workflow
+//! A workflow going to sleep until another finishes locks that one's row
+//! while it checks its state, and a finishing workflow holds its own row
+//! locked while it wakes its waiters. The two therefore serialize on the
+//! finishing workflow's row: either the sleeper sees it finished, or the
+//! finisher's wake-up (a later statement, a later snapshot) sees the
+//! sleeper waiting. No wake-up is lost, whichever workflow started the
+//! one waited on.
 
 use super::Tx;
 use tokio_postgres::Statement;
@@ -103,19 +113,19 @@ pub(super) async fn claim(tx: &Tx<'_>, req: &ClaimRequest) -> Result<Claimed, St
 }
 
 /// Locks workflow rows in id order: `$1` ids, and with `$3` also the
-/// parent of `$2`. Returns each locked row's id, lease and state, for the
-/// fence.
+/// workflows asleep until `$2` finishes. Returns each locked row's id,
+/// lease and state, for the fence.
 pub(super) const LOCK_ROWS: &str = "SELECT id, lease_owner, lease_epoch, state FROM workflows
      WHERE id = ANY($1::text[] || ARRAY(
-         SELECT parent_id FROM workflows WHERE $3 AND id = $2 AND parent_id IS NOT NULL))
+         SELECT id FROM workflows WHERE $3 AND waiting_child = $2 AND state = 'sleeping'))
      ORDER BY id FOR UPDATE";
 
 /// The rows a transaction about `id` locks: its own, `others`, and its
-/// parent's when `with_parent`.
+/// waiters' (the workflows asleep until it finishes) when `with_waiters`.
 pub(super) struct LockSet<'a> {
     pub id: String,
     pub others: Vec<String>,
-    pub with_parent: bool,
+    pub with_waiters: bool,
     pub stmt: &'a Statement,
 }
 
@@ -129,7 +139,7 @@ impl LockSet<'_> {
         let mut ids = self.others.clone();
         ids.push(self.id.clone());
         let rows = tx
-            .query(self.stmt, &[&ids, &self.id, &self.with_parent])
+            .query(self.stmt, &[&ids, &self.id, &self.with_waiters])
             .await?;
         for row in rows {
             if row.try_get::<_, String>(0)? == self.id {
@@ -153,7 +163,7 @@ pub(super) const FENCE: &str = "SELECT CASE
          ELSE CAST('lease lost: ' || COALESCE(MIN(id), $2) AS integer) END
      FROM (SELECT id, lease_owner, lease_epoch, state FROM workflows
            WHERE id = ANY($1::text[] || ARRAY(
-               SELECT parent_id FROM workflows WHERE $3 AND id = $2 AND parent_id IS NOT NULL))
+               SELECT id FROM workflows WHERE $3 AND waiting_child = $2 AND state = 'sleeping'))
            ORDER BY id FOR UPDATE) AS locked";
 
 /// Locks the rows a commit under `lease` touches (see [`LockSet`]; `stmt`
@@ -170,7 +180,7 @@ pub(super) async fn fence(tx: &Tx<'_>, rows: LockSet<'_>, lease: &Lease) -> Resu
             &[
                 &ids,
                 &rows.id,
-                &rows.with_parent,
+                &rows.with_waiters,
                 &lease.owner.to_string(),
                 &lease.epoch,
             ],

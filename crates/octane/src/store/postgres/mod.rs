@@ -18,7 +18,8 @@
 //!   and child workflows created by the workflow), and the workflow's
 //!   transition: suspend (which checks in the same transaction whether a
 //!   signal or child it waits for is already there), release, or complete
-//!   and fail (which drop its pending signals and wake a waiting parent).
+//!   and fail (which drop its pending signals and wake the workflows waiting
+//!   on it).
 //! - `send_signal`: the signal row and the wake-up of its target.
 //! - `renew`: the lease expiry of each lease still held.
 //!
@@ -324,7 +325,7 @@ impl PostgresStore {
         let rows = leases::LockSet {
             id: lease.workflow_id.to_string(),
             others: Vec::new(),
-            with_parent: false,
+            with_waiters: false,
             stmt: &stmt,
         };
         let begin = tx.batch_execute("BEGIN");
@@ -351,9 +352,13 @@ impl PostgresStore {
     }
 }
 
-/// The workflows a batch signals by id: their rows are locked with the
-/// committing workflow's, in id order.
-fn signalled(ops: &[super::WriteOp]) -> Vec<String> {
+/// The workflows a commit locks besides its own: those it signals by id,
+/// and the one it goes to sleep on (see `leases`, "Waiting on a workflow").
+fn locked_with(ops: &[super::WriteOp], transition: &super::Transition) -> Vec<String> {
+    let waits_on = match transition {
+        super::Transition::Suspend(s) => s.child,
+        _ => None,
+    };
     ops.iter()
         .filter_map(|op| match op {
             super::WriteOp::SendSignal(NewSignal {
@@ -362,32 +367,32 @@ fn signalled(ops: &[super::WriteOp]) -> Vec<String> {
             }) => Some(id.to_string()),
             _ => None,
         })
+        .chain(waits_on.map(|c| c.to_string()))
         .collect()
 }
 
-/// Whether the transition wakes the workflow's parent (so locks it).
-fn lifecycle_wakes_parent(transition: &super::Transition) -> bool {
-    super::lifecycle::of_transition(transition).is_some_and(|c| c.wake_parent)
+/// Whether the transition wakes the workflows waiting on this one (so
+/// locks them).
+fn lifecycle_wakes_waiters(transition: &super::Transition) -> bool {
+    super::lifecycle::of_transition(transition).is_some_and(|c| c.wake_waiters)
 }
 
-/// Sends the wake-up notification for the workflow `id` (and its parent,
-/// which a finishing child may have woken), delivered when the transaction
-/// commits; nothing when polling only. The payload is the workflow's name,
-/// so only workers that run it wake.
-async fn notify_runnable(tx: &Tx<'_>, id: &str) -> Result<(), StoreError> {
+/// Sends the wake-up notification for the workflow `id` and the waiters
+/// named `woken` it made runnable, delivered when the transaction commits;
+/// nothing when polling only. The payload is a workflow name, so only
+/// workers that run it wake.
+async fn notify_runnable(tx: &Tx<'_>, id: &str, woken: &[String]) -> Result<(), StoreError> {
     if !tx.notify {
         return Ok(());
     }
     let stmt = tx
         .prepare_cached(
-            // `= ANY` of the two keys, so the read is two primary-key
-            // lookups however large the table (an `OR` may not be).
-            "SELECT pg_notify($1, name) FROM workflows
-             WHERE id = ANY(ARRAY[$2::text] || ARRAY(
-                 SELECT parent_id FROM workflows WHERE id = $2 AND parent_id IS NOT NULL))",
+            "SELECT pg_notify($1, n) FROM (
+                 SELECT name FROM workflows WHERE id = $2 UNION SELECT unnest($3::text[])
+             ) AS runnable (n)",
         )
         .await?;
-    tx.execute(&stmt, &[&CHANNEL, &id]).await?;
+    tx.execute(&stmt, &[&CHANNEL, &id, &woken]).await?;
     Ok(())
 }
 
@@ -486,8 +491,8 @@ impl Store for PostgresStore {
             let stmt = tx.prepare_cached(leases::FENCE).await?;
             let rows = leases::LockSet {
                 id: lease.workflow_id.to_string(),
-                others: signalled(&batch.ops),
-                with_parent: lifecycle_wakes_parent(&batch.transition),
+                others: locked_with(&batch.ops, &batch.transition),
+                with_waiters: lifecycle_wakes_waiters(&batch.transition),
                 stmt: &stmt,
             };
             let fence = leases::fence(&tx, rows, lease).boxed();

@@ -17,7 +17,7 @@ pub(super) async fn explain_all(tx: &Tx<'_>) -> Result<Vec<QueryPlan>, StoreErro
     let (zero, one) = (0_i64, 1_i64);
     let (k, v) = ("k".to_string(), "v".to_string());
     let (keys, values) = (vec![k.clone()], vec![v.clone()]);
-    let checks: [(&'static str, &'static str, String, Vec<&(dyn ToSql + Sync)>); 8] = [
+    let checks: [(&'static str, &'static str, String, Vec<&(dyn ToSql + Sync)>); 9] = [
         (
             "claim",
             "Index Cond: ((name = ANY",
@@ -59,6 +59,12 @@ pub(super) async fn explain_all(tx: &Tx<'_>) -> Result<Vec<QueryPlan>, StoreErro
             "Index Cond: (updated_at <",
             workflows::PRUNE_SQL.to_string(),
             vec![&zero, &one],
+        ),
+        (
+            "waiters",
+            "using workflows_by_waiting_child",
+            format!("SELECT id FROM workflows WHERE {}", workflows::WAITERS),
+            vec![&id],
         ),
         (
             "deadlines",

@@ -78,7 +78,7 @@ pub(super) async fn deliver(tx: &Tx<'_>, signal: &NewSignal) -> Result<Delivery,
         )
         .await?;
         if woken > 0 {
-            notify_runnable(tx, &id).await?;
+            notify_runnable(tx, &id, &[]).await?;
         }
     }
     Ok(delivery)

@@ -90,7 +90,7 @@ pub(super) async fn create(tx: &Tx<'_>, wf: &NewWorkflow) -> Result<WorkflowId, 
     for (k, v) in &wf.tags {
         tx.execute(&tag, &[&id, k, v]).await?;
     }
-    notify_runnable(tx, &id).await?;
+    notify_runnable(tx, &id, &[]).await?;
     Ok(wf.id)
 }
 
@@ -213,32 +213,33 @@ async fn apply(
     if change.drop_signals {
         signals::delete_all(tx, id).await?;
     }
-    if change.wake_parent {
-        // Lock the waiting parent first, for the reason `signals::deliver`
-        // locks a signal's target: a parent going to sleep on this child
-        // holds that lock while it checks the child's state.
+    let mut woken = Vec::new();
+    if change.wake_waiters {
+        // The fence locked the waiters it saw; one that went to sleep while
+        // the fence waited for this row is locked here (see `leases`,
+        // "Waiting on a workflow").
         let lock = tx
-            .prepare_cached(
-                "SELECT 1 FROM workflows WHERE id = (SELECT parent_id FROM workflows WHERE id = $1) FOR UPDATE",
-            )
+            .prepare_cached(&format!(
+                "SELECT name FROM workflows WHERE {WAITERS} ORDER BY id FOR UPDATE"
+            ))
             .await?;
-        tx.query_opt(&lock, &[&id]).await?;
-        let woken = update(
-            tx,
-            &RUNNABLE,
-            &Values::at(now),
-            "state = 'sleeping' AND waiting_child = $1
-             AND id = (SELECT parent_id FROM workflows WHERE id = $1)",
-            &[&id],
-        )
-        .await?;
-        concerns_workers |= woken > 0;
+        for row in tx.query(&lock, &[&id]).await? {
+            woken.push(row.try_get::<_, String>(0)?);
+        }
+        if !woken.is_empty() {
+            update(tx, &RUNNABLE, &Values::at(now), WAITERS, &[&id]).await?;
+            concerns_workers = true;
+        }
     }
     if concerns_workers {
-        notify_runnable(tx, id).await?;
+        notify_runnable(tx, id, &woken).await?;
     }
     Ok(())
 }
+
+/// The workflows asleep until `$1` finishes: its parent, and any other
+/// workflow given it by a dispatch key.
+pub(super) const WAITERS: &str = "waiting_child = $1 AND state = 'sleeping'";
 
 /// The oldest finished workflows last changed before `$1`, at most `$2`,
 /// with how many events each has. `SKIP LOCKED`: two pruners (workers with
@@ -296,10 +297,10 @@ pub(super) async fn overdue(tx: &Tx<'_>, now: i64) -> Result<Vec<WorkflowId>, St
 }
 
 /// Cancels `id` if it is still unfinished and past its deadline: its row
-/// and its parent's locked in id order first (cancelling wakes a waiting
-/// parent). Returns whether it did.
+/// and its waiters' locked in id order first (cancelling wakes them).
+/// Returns whether it did.
 pub(super) async fn expire(tx: &Tx<'_>, id: WorkflowId, now: i64) -> Result<bool, StoreError> {
-    let Some(state) = lock_with_parent(tx, id).await? else {
+    let Some(state) = lock_with_waiters(tx, id).await? else {
         return Ok(false);
     };
     let check = tx
@@ -322,8 +323,8 @@ pub(super) async fn expire(tx: &Tx<'_>, id: WorkflowId, now: i64) -> Result<bool
     Ok(true)
 }
 
-/// Locks `id`'s row and its parent's, in id order; returns `id`'s state.
-async fn lock_with_parent(
+/// Locks `id`'s row and its waiters', in id order; returns `id`'s state.
+async fn lock_with_waiters(
     tx: &Tx<'_>,
     id: WorkflowId,
 ) -> Result<Option<WorkflowState>, StoreError> {
@@ -331,7 +332,7 @@ async fn lock_with_parent(
     let rows = LockSet {
         id: id.to_string(),
         others: Vec::new(),
-        with_parent: true,
+        with_waiters: true,
         stmt: &stmt,
     };
     rows.lock(tx)
@@ -346,8 +347,8 @@ pub(super) async fn control(
     control: Control,
     now: i64,
 ) -> Result<Option<WorkflowState>, StoreError> {
-    // Cancelling wakes a waiting parent: both rows, in id order.
-    let Some(before) = lock_with_parent(tx, id).await? else {
+    // Cancelling wakes the workflows waiting on it: all rows, in id order.
+    let Some(before) = lock_with_waiters(tx, id).await? else {
         return Ok(None);
     };
     if let Some(change) = lifecycle::of_control(control, before) {

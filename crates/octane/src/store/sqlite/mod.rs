@@ -14,8 +14,8 @@
 //!   and child workflows created by the workflow), and the workflow's
 //!   transition: suspend (which checks in the same transaction whether a
 //!   signal or child it waits for is already there), release, or complete
-//!   and fail (which drop its pending signals and wake a parent waiting for
-//!   it). A checkpoint therefore never lands without the events it follows,
+//!   and fail (which drop its pending signals and wake the workflows
+//!   waiting for it). A checkpoint therefore never lands without the events it follows,
 //!   a consumed signal never disappears without its record, and a
 //!   fenced-off worker's batch leaves nothing behind.
 //! - `send_signal`: the signal row and the wake-up of its target, if the

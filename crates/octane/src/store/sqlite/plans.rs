@@ -71,6 +71,13 @@ pub(super) fn explain_all(conn: &Connection) -> Result<Vec<QueryPlan>, StoreErro
         )?,
         explain(
             conn,
+            "waiters",
+            "USING INDEX workflows_by_waiting_child (waiting_child=?)",
+            &format!("SELECT id FROM workflows WHERE {}", workflows::WAITERS),
+            &[&id],
+        )?,
+        explain(
+            conn,
             "deadlines",
             "USING INDEX workflows_deadlines (deadline_at>? AND deadline_at<?)",
             workflows::OVERDUE_SQL,

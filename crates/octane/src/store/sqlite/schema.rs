@@ -159,4 +159,13 @@ CREATE TABLE schedules (
 CREATE INDEX schedules_due ON schedules (next_at);
 "#,
     ),
+    (
+        9,
+        r#"
+-- A workflow that finishes wakes every workflow waiting on it (a keyed
+-- child may have waiters besides its parent), found by this index.
+CREATE INDEX workflows_by_waiting_child ON workflows (waiting_child)
+    WHERE waiting_child IS NOT NULL;
+"#,
+    ),
 ];

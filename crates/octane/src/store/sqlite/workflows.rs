@@ -168,18 +168,16 @@ fn apply(
     if change.drop_signals {
         signals::delete_all(conn, id)?;
     }
-    if change.wake_parent {
-        update(
-            conn,
-            &RUNNABLE,
-            &Values::at(now),
-            "state = 'sleeping' AND waiting_child = ?1
-             AND id = (SELECT parent_id FROM workflows WHERE id = ?1)",
-            &[&id],
-        )?;
+    if change.wake_waiters {
+        update(conn, &RUNNABLE, &Values::at(now), WAITERS, &[&id])?;
     }
     Ok(())
 }
+
+/// The workflows asleep until `?1` finishes: its parent, and any other
+/// workflow given it by a dispatch key. The predicate implies the partial
+/// index `workflows_by_waiting_child`.
+pub(super) const WAITERS: &str = "waiting_child = ?1 AND state = 'sleeping'";
 
 /// Unfinished workflows whose deadline is at or before `?1`.
 pub(super) const OVERDUE_SQL: &str = "SELECT id FROM workflows
