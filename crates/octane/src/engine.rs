@@ -217,6 +217,7 @@ impl Engine {
     ) -> Result<WorkflowId, Error> {
         let id = WorkflowId::new();
         let now = self.clock().now_ms();
+        let key = options.dispatch_key();
         let holder = self
             .catalog()
             .create(NewWorkflow {
@@ -226,10 +227,7 @@ impl Engine {
                 tags: options.tags,
                 now,
                 parent: None,
-                key: options.key.map(|key| DispatchKey {
-                    key,
-                    if_finished: options.if_finished,
-                }),
+                key,
                 deadline_at: options
                     .deadline
                     .map(|d| now.saturating_add(crate::clock::duration_ms(d))),
@@ -644,7 +642,26 @@ struct Options {
     tags: BTreeMap<String, String>,
     key: Option<String>,
     if_finished: IfFinished,
+    unique: bool,
     deadline: Option<Duration>,
+}
+
+impl Options {
+    /// The dispatch key: the one given, or the one `unique` makes of the
+    /// tags (their JSON, in key order: the same tags give the same key).
+    fn dispatch_key(&self) -> Option<DispatchKey> {
+        if self.unique {
+            let tags = serde_json::to_string(&self.tags).expect("string maps serialize");
+            return Some(DispatchKey {
+                key: format!("tags:{tags}"),
+                if_finished: IfFinished::StartNew,
+            });
+        }
+        self.key.clone().map(|key| DispatchKey {
+            key,
+            if_finished: self.if_finished,
+        })
+    }
 }
 
 /// A dispatch by name with a JSON input; see [`Engine::dispatch_json`].
@@ -735,6 +752,36 @@ impl<W: Workflow> Dispatch<'_, W> {
     /// effect.
     pub fn if_finished(mut self, policy: IfFinished) -> Self {
         self.options.if_finished = policy;
+        self
+    }
+
+    /// Starts the workflow unless an unfinished one of this type was
+    /// dispatched `unique` with exactly the same tags, and returns that one
+    /// instead: one actor per tag set (`user=42`), however many callers
+    /// start it at once. Once it has finished, the next dispatch starts a
+    /// new one. It is a dispatch key made of the tags (replacing any
+    /// [`key`](Self::key)) with [`IfFinished::StartNew`], so it is atomic
+    /// across processes as keys are; workflows dispatched without `unique`
+    /// are not matched, whatever their tags.
+    ///
+    /// ```no_run
+    /// # use octane::prelude::*;
+    /// # struct Session;
+    /// # impl Workflow for Session {
+    /// #     const NAME: &'static str = "session";
+    /// #     type Input = ();
+    /// #     type Output = ();
+    /// #     async fn run(_: &mut WorkflowCtx, _: &()) -> Result<()> { Ok(()) }
+    /// # }
+    /// # async fn handler(engine: &Engine) -> Result<()> {
+    /// let a = engine.dispatch::<Session>(()).tag("user", "42").unique().await?;
+    /// let b = engine.dispatch::<Session>(()).tag("user", "42").unique().await?;
+    /// assert_eq!(a, b);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn unique(mut self) -> Self {
+        self.options.unique = true;
         self
     }
 

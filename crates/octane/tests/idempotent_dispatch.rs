@@ -362,6 +362,56 @@ async fn a_parent_that_lost_its_record_of_a_keyed_child_finds_the_same_child(db:
     worker.shutdown().await;
 }
 
+/// `unique` dispatches share the unfinished workflow with the same name
+/// and tags (tag order aside), and start a new one once it has finished.
+async fn a_unique_dispatch_finds_the_unfinished_workflow_with_its_tags(db: TestDb) {
+    let engine = db.engine().await.register::<Order>();
+    let worker = support::fast_worker(&engine);
+    let user = unique("user");
+    let first = engine
+        .dispatch::<Order>(1)
+        .tag("user", &user)
+        .tag("plan", "pro")
+        .unique()
+        .await
+        .unwrap();
+    let again = engine
+        .dispatch::<Order>(2)
+        .tag("plan", "pro")
+        .tag("user", &user)
+        .unique()
+        .await
+        .unwrap();
+    assert_eq!(first, again, "the same tags, in another order");
+    let other_tags = engine
+        .dispatch::<Order>(3)
+        .tag("user", &user)
+        .unique()
+        .await
+        .unwrap();
+    let not_unique = engine
+        .dispatch::<Order>(4)
+        .tag("user", &user)
+        .tag("plan", "pro")
+        .await
+        .unwrap();
+    assert!(other_tags != first && not_unique != first);
+
+    wait_state(&engine, first, WorkflowState::Sleeping).await;
+    engine.signal(Go).to(first).await.unwrap();
+    assert_eq!(wait_output::<Order>(&engine, first).await, 1);
+    let after = engine
+        .dispatch::<Order>(5)
+        .tag("user", &user)
+        .tag("plan", "pro")
+        .unique()
+        .await
+        .unwrap();
+    assert_ne!(after, first, "a finished one is not returned");
+    assert_eq!(engine.get(after).await.unwrap().input, "5");
+    worker.shutdown().await;
+}
+
 support::store_tests!(
     a_second_dispatch_with_a_key_returns_the_first_and_stores_nothing,
     a_dispatch_by_name_takes_a_key_too,
@@ -369,4 +419,5 @@ support::store_tests!(
     concurrent_dispatches_from_two_processes_agree_on_one_workflow,
     parents_that_ask_for_one_keyed_child_share_it,
     a_parent_that_lost_its_record_of_a_keyed_child_finds_the_same_child,
+    a_unique_dispatch_finds_the_unfinished_workflow_with_its_tags,
 );
