@@ -40,25 +40,47 @@ pub(super) const DB_NOW: &str = "(EXTRACT(EPOCH FROM now()) * 1000)::bigint";
 /// wake-ups are workflow time), `$4` limit, `$5` the registered names. Its
 /// predicate matches the partial index `workflows_runnable`, so it reads
 /// only unfinished workflows however many finished ones the database holds.
+///
+/// A running workflow's `wake_at` is when its lease runs out, on the
+/// claiming worker's clock (renewals move it on): when it is due again
+/// should its worker vanish. The index range `wake_at <= now` then ends
+/// before the workflows running under live leases, instead of reading
+/// every one of them (they would sort first, by the time they were
+/// claimed) at every claim. Whether a lease has really run out is still
+/// decided by `lease_expires`, on the database's clock.
 pub(super) fn claim_sql() -> String {
+    // Per name, a scan of the index in `wake_at` order that stops after
+    // `$4` rows: with `name = ANY($5)` the planner reads every due row of
+    // the names and sorts them (10,000 rows at every claim of a fan-out).
+    // Updated by id (`= ANY`, primary-key lookups), not `IN (subquery)`,
+    // which may be planned as a scan of the table.
     format!(
         "UPDATE workflows
          SET state = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1,
-             lease_expires = {DB_NOW} + $2, wake_at = $3, updated_at = $3,
+             lease_expires = {DB_NOW} + $2, wake_at = $3 + $2, updated_at = $3,
              listening = NULL, waiting_child = NULL
-         WHERE id IN (
-             SELECT id FROM workflows
-             WHERE state IN ('pending', 'running', 'sleeping') AND name = ANY($5)
-               AND wake_at <= $3 AND (lease_expires IS NULL OR lease_expires <= {DB_NOW})
-             ORDER BY wake_at LIMIT $4
-             FOR UPDATE SKIP LOCKED)
+         WHERE id = ANY(ARRAY(
+             SELECT due.id FROM unnest($5::text[]) AS n (name)
+             CROSS JOIN LATERAL (
+                 SELECT id, wake_at FROM workflows
+                 WHERE state IN ('pending', 'running', 'sleeping') AND name = n.name
+                   AND wake_at <= $3 AND (lease_expires IS NULL OR lease_expires <= {DB_NOW})
+                 ORDER BY wake_at LIMIT $4
+                 FOR UPDATE SKIP LOCKED) AS due
+             ORDER BY due.wake_at LIMIT $4))
          RETURNING id, name, input, lease_epoch"
     )
 }
 
-/// The earliest wake-up among waiting workflows of the names `$1`.
-pub(super) const NEXT_WAKE_SQL: &str = "SELECT MIN(wake_at) FROM workflows
-     WHERE state IN ('pending', 'sleeping') AND name = ANY($1)";
+/// The earliest wake-up among waiting workflows of the names `$1`: per
+/// name, the first entry of the index (a `MIN` over `name = ANY` reads
+/// every waiting workflow of the names).
+pub(super) const NEXT_WAKE_SQL: &str = "SELECT MIN(first.wake_at)
+     FROM unnest($1::text[]) AS n (name)
+     CROSS JOIN LATERAL (
+         SELECT wake_at FROM workflows
+         WHERE state IN ('pending', 'sleeping') AND name = n.name
+         ORDER BY wake_at LIMIT 1) AS first";
 
 /// Leases up to `limit` runnable workflows and reports the next deadline.
 /// `SKIP LOCKED` lets many workers claim at once without waiting on each
@@ -117,7 +139,7 @@ pub(super) async fn claim(tx: &Tx<'_>, req: &ClaimRequest) -> Result<Claimed, St
 /// lease and state, for the fence.
 pub(super) const LOCK_ROWS: &str = "SELECT id, lease_owner, lease_epoch, state FROM workflows
      WHERE id = ANY($1::text[] || ARRAY(
-         SELECT id FROM workflows WHERE $3 AND waiting_child = $2 AND state = 'sleeping'))
+         SELECT id FROM workflows WHERE $3 AND waiting_child = $2))
      ORDER BY id FOR UPDATE";
 
 /// The rows a transaction about `id` locks: its own, `others`, and its
@@ -163,7 +185,7 @@ pub(super) const FENCE: &str = "SELECT CASE
          ELSE CAST('lease lost: ' || COALESCE(MIN(id), $2) AS integer) END
      FROM (SELECT id, lease_owner, lease_epoch, state FROM workflows
            WHERE id = ANY($1::text[] || ARRAY(
-               SELECT id FROM workflows WHERE $3 AND waiting_child = $2 AND state = 'sleeping'))
+               SELECT id FROM workflows WHERE $3 AND waiting_child = $2))
            ORDER BY id FOR UPDATE) AS locked";
 
 /// Locks the rows a commit under `lease` touches (see [`LockSet`]; `stmt`
@@ -206,6 +228,7 @@ pub(super) async fn fence(tx: &Tx<'_>, rows: LockSet<'_>, lease: &Lease) -> Resu
 pub(super) async fn renew(
     tx: &Tx<'_>,
     leases: &[Lease],
+    now: i64,
     term: i64,
 ) -> Result<Vec<WorkflowId>, StoreError> {
     let ids: Vec<String> = leases.iter().map(|l| l.workflow_id.to_string()).collect();
@@ -215,7 +238,7 @@ pub(super) async fn renew(
     tx.query(&lock, &[&ids]).await?;
     let stmt = tx
         .prepare_cached(&format!(
-            "UPDATE workflows SET lease_expires = {DB_NOW} + $1
+            "UPDATE workflows SET lease_expires = {DB_NOW} + $1, wake_at = $5 + $1
              WHERE id = $2 AND lease_owner = $3 AND lease_epoch = $4 AND state = 'running'"
         ))
         .await?;
@@ -229,6 +252,7 @@ pub(super) async fn renew(
                     &lease.workflow_id.to_string(),
                     &lease.owner.to_string(),
                     &lease.epoch,
+                    &now,
                 ],
             )
             .await?;

@@ -507,7 +507,7 @@ impl Store for PostgresStore {
         now: i64,
         expires_at: i64,
     ) -> Result<Vec<WorkflowId>, StoreError> {
-        in_tx!(self, tx => leases::renew(&tx, &leases, expires_at - now).await?)
+        in_tx!(self, tx => leases::renew(&tx, &leases, now, expires_at - now).await?)
     }
 
     fn catalog(&self) -> &dyn Catalog {

@@ -20,13 +20,13 @@ pub(super) async fn explain_all(tx: &Tx<'_>) -> Result<Vec<QueryPlan>, StoreErro
     let checks: [(&'static str, &'static str, String, Vec<&(dyn ToSql + Sync)>); 9] = [
         (
             "claim",
-            "Index Cond: ((name = ANY",
+            "Index Cond: ((name = n.name) AND (wake_at <=",
             leases::claim_sql(),
             vec![&id, &zero, &zero, &one, &names],
         ),
         (
             "next wake-up",
-            "Index Cond: (name = ANY",
+            "Index Cond: (name = n.name)",
             leases::NEXT_WAKE_SQL.to_string(),
             vec![&names],
         ),

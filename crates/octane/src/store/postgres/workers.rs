@@ -116,7 +116,8 @@ pub(super) async fn is_gone(client: &Object, id: &str) -> Result<bool, StoreErro
 }
 
 /// Ends the leases of the dead workers `ids` now and forgets them; returns
-/// how many workflows became claimable.
+/// how many workflows became claimable. Each is due again since it last
+/// changed (its `wake_at` was its lease's end: see `leases::claim_sql`).
 pub(super) async fn reap(tx: &Tx<'_>, ids: &[String]) -> Result<u64, StoreError> {
     // In id order, like every transaction that locks several rows.
     tx.execute(
@@ -128,7 +129,7 @@ pub(super) async fn reap(tx: &Tx<'_>, ids: &[String]) -> Result<u64, StoreError>
     let freed = tx
         .execute(
             &format!(
-                "UPDATE workflows SET lease_expires = {DB_NOW}
+                "UPDATE workflows SET lease_expires = {DB_NOW}, wake_at = LEAST(wake_at, updated_at)
                  WHERE lease_owner = ANY($1) AND state = 'running' AND lease_expires > {DB_NOW}"
             ),
             &[&ids],

@@ -16,8 +16,8 @@ use crate::store::{
     Transition, WorkflowId, WorkflowInfo, WorkflowState,
 };
 
-const COLUMNS: &str =
-    "id, name, state, input, output, error, tags, wake_at, created_at, updated_at, error_code,
+const COLUMNS: &str = "id, name, state, input, output, error, tags,
+     CASE WHEN state <> 'running' THEN wake_at END, created_at, updated_at, error_code,
      CASE WHEN state = 'running' THEN lease_owner END,
      (SELECT host FROM workers k WHERE k.id = w.lease_owner),
      (SELECT pid FROM workers k WHERE k.id = w.lease_owner)";
@@ -238,8 +238,11 @@ async fn apply(
 }
 
 /// The workflows asleep until `$1` finishes: its parent, and any other
-/// workflow given it by a dispatch key.
-pub(super) const WAITERS: &str = "waiting_child = $1 AND state = 'sleeping'";
+/// workflow given it by a dispatch key. Only a sleeping workflow has a
+/// `waiting_child` (going to sleep on a workflow sets it; every change out
+/// of sleeping, a claim included, clears it), so the predicate needs no
+/// state, and it matches the partial index `workflows_by_waiting_child`.
+pub(super) const WAITERS: &str = "waiting_child = $1";
 
 /// The oldest finished workflows last changed before `$1`, at most `$2`,
 /// with how many events each has. `SKIP LOCKED`: two pruners (workers with

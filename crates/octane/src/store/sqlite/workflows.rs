@@ -175,9 +175,11 @@ fn apply(
 }
 
 /// The workflows asleep until `?1` finishes: its parent, and any other
-/// workflow given it by a dispatch key. The predicate implies the partial
-/// index `workflows_by_waiting_child`.
-pub(super) const WAITERS: &str = "waiting_child = ?1 AND state = 'sleeping'";
+/// workflow given it by a dispatch key. Only a sleeping workflow has a
+/// `waiting_child` (going to sleep on a workflow sets it; every change out
+/// of sleeping, a claim included, clears it), so the predicate needs no
+/// state, and it matches the partial index `workflows_by_waiting_child`.
+pub(super) const WAITERS: &str = "waiting_child = ?1";
 
 /// Unfinished workflows whose deadline is at or before `?1`.
 pub(super) const OVERDUE_SQL: &str = "SELECT id FROM workflows
