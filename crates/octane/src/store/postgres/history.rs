@@ -98,6 +98,14 @@ const PUT: &str = "INSERT INTO events
 const FORGET: &str =
     "DELETE FROM events WHERE workflow_id = $1 AND location >= $2 AND location < $3";
 
+/// Prepares the statements [`apply`] pipelines, so that a caller
+/// pipelining several `apply`s (a group commit) sends them in order.
+pub(super) async fn prepare(tx: &Tx<'_>) -> Result<(), StoreError> {
+    tx.prepare_cached(PUT).await?;
+    tx.prepare_cached(FORGET).await?;
+    Ok(())
+}
+
 /// Checks the lease and applies history writes in order, pipelined: the
 /// fence and the event writes and range deletes that follow it go to the
 /// server together, one round trip instead of one each. The server runs

@@ -24,14 +24,17 @@
 //! - `renew`: the lease expiry of each lease still held.
 //!
 //! # Wake-ups
-//! Every transaction that makes a workflow runnable sends
-//! `NOTIFY octane_runnable` (delivered at commit); workers listening on any
-//! machine claim at once. Without notifications (a dropped listener) workers
+//! Every transaction that makes a workflow runnable is followed, once it
+//! has committed, by `NOTIFY octane_runnable` with the workflow's name,
+//! batched with others (see `announce`: a notifying transaction would
+//! serialize every commit); workers listening on any machine claim at once.
+//! Without notifications (a dropped listener, a lost announcement) workers
 //! still find the work by polling.
 //!
 //! # Messages
 //! A message a workflow publishes is sent with `NOTIFY octane_messages` (its
-//! JSON as the payload, under 8,000 bytes); every store on the database
+//! JSON as the payload, under 8,000 bytes; batched like wake-ups, in the
+//! order sent); every store on the database
 //! listens and hands it to its process's subscribers, the sender's
 //! included.
 //!
@@ -43,6 +46,8 @@
 //! workflows are taken over when their leases expire, and messages reach
 //! subscribers in the sending process only.
 
+mod announce;
+mod group;
 mod history;
 mod leases;
 mod lifecycle;
@@ -97,13 +102,18 @@ pub struct PostgresStore {
     notify: bool,
     watchers: Arc<Mutex<Listeners>>,
     listener: Option<tokio::task::JoinHandle<()>>,
+    group: group::GroupCommit,
+    /// Sends notifications (`None` when polling only).
+    announcer: Option<announce::Announcer>,
 }
 
-/// A connection inside a transaction (see [`in_tx`]), and whether the
-/// transaction may send notifications.
+/// A connection inside a transaction (see [`in_tx`]), whether the
+/// transaction may send notifications, and the workflow names it makes
+/// runnable (announced once it has committed: see `announce`).
 pub(super) struct Tx<'a> {
     client: &'a deadpool_postgres::Object,
     notify: bool,
+    runnable: &'a Mutex<Vec<String>>,
 }
 
 impl std::ops::Deref for Tx<'_> {
@@ -146,7 +156,10 @@ macro_rules! in_tx {
         $tx.batch_execute("COMMIT")
             .await
             .map_err(|e| StoreError::from(e).during_commit())?;
-        open.done();
+        let runnable = open.done();
+        if let Some(announcer) = &$self.announcer {
+            announcer.runnable(runnable);
+        }
         Ok(out)
     }};
 }
@@ -157,12 +170,14 @@ macro_rules! in_tx {
 /// run in a transaction left open.
 struct Open {
     client: Option<deadpool_postgres::Object>,
+    runnable: Mutex<Vec<String>>,
 }
 
 impl Open {
     fn new(client: deadpool_postgres::Object) -> Self {
         Open {
             client: Some(client),
+            runnable: Mutex::default(),
         }
     }
 
@@ -172,12 +187,15 @@ impl Open {
         Tx {
             client: self.client.as_ref().expect("open until done"),
             notify,
+            runnable: &self.runnable,
         }
     }
 
-    /// The transaction ended (committed): the connection is free.
-    fn done(mut self) {
+    /// The transaction ended (committed): the connection is free. Returns
+    /// the workflow names it made runnable.
+    fn done(mut self) -> Vec<String> {
         self.client = None;
+        std::mem::take(&mut *self.runnable.lock().expect("runnable names lock"))
     }
 }
 
@@ -237,6 +255,8 @@ impl PostgresStore {
         let watchers: Arc<Mutex<Listeners>> = Arc::default();
         let listener = notify.then(|| tokio::spawn(listen(config.clone(), watchers.clone())));
         Ok(PostgresStore {
+            group: group::GroupCommit::spawn(pool.clone(), notify),
+            announcer: notify.then(|| announce::Announcer::spawn(pool.clone())),
             pool,
             config,
             notify,
@@ -300,9 +320,10 @@ async fn supports_notify(client: &deadpool_postgres::Object) -> bool {
 
 /// Whether a commit needs no answer from the server before its last
 /// statement: history writes only (no signal, child or transition, which
-/// read before they write). It then goes out as one round trip — `BEGIN`,
-/// the fence, the writes and `COMMIT` — since the fence fails the
-/// transaction on the server itself when the lease is lost.
+/// read before they write). It then goes out in a group commit, as one
+/// round trip — `BEGIN`, the fence, the writes and `COMMIT` — since the
+/// fence fails the transaction on the server itself when the lease is lost
+/// (see `group`).
 fn in_one_round_trip(batch: &Batch) -> bool {
     super::lifecycle::of_transition(&batch.transition).is_none()
         && batch.ops.iter().all(|op| {
@@ -311,45 +332,6 @@ fn in_one_round_trip(batch: &Batch) -> bool {
                 super::WriteOp::Put(_) | super::WriteOp::ForgetIterations { .. }
             )
         })
-}
-
-impl PostgresStore {
-    /// A commit of history writes alone, in one round trip (see
-    /// [`in_one_round_trip`]). Should any statement fail, the server
-    /// aborted the transaction and the `COMMIT` sent behind it rolled it
-    /// back; the first error is the one reported.
-    async fn commit_blind(&self, lease: &Lease, batch: &Batch) -> Result<(), StoreError> {
-        let open = Open::new(self.pool.get().await?);
-        let tx = open.tx(self.notify);
-        let stmt = tx.prepare_cached(leases::FENCE).await?;
-        let rows = leases::LockSet {
-            id: lease.workflow_id.to_string(),
-            others: Vec::new(),
-            with_waiters: false,
-            stmt: &stmt,
-        };
-        let begin = tx.batch_execute("BEGIN");
-        let fence = leases::fence(&tx, rows, lease).boxed();
-        let commit = async {
-            tx.batch_execute("COMMIT")
-                .await
-                .map_err(|e| StoreError::from(e).during_commit())
-        }
-        .boxed();
-        let apply = history::apply(
-            &tx,
-            fence,
-            lease.workflow_id,
-            &batch.ops,
-            batch.now,
-            Some(commit),
-        );
-        let (begun, applied) = futures::join!(begin, apply);
-        begun?;
-        applied?;
-        open.done();
-        Ok(())
-    }
 }
 
 /// The workflows a commit locks besides its own: those it signals by id,
@@ -377,22 +359,24 @@ fn lifecycle_wakes_waiters(transition: &super::Transition) -> bool {
     super::lifecycle::of_transition(transition).is_some_and(|c| c.wake_waiters)
 }
 
-/// Sends the wake-up notification for the workflow `id` and the waiters
-/// named `woken` it made runnable, delivered when the transaction commits;
-/// nothing when polling only. The payload is a workflow name, so only
+/// Notes the workflow `id` and the waiters named `woken` as made runnable,
+/// to be announced once the transaction commits (see `announce`); nothing
+/// when polling only. An announcement names a workflow name, so only
 /// workers that run it wake.
 async fn notify_runnable(tx: &Tx<'_>, id: &str, woken: &[String]) -> Result<(), StoreError> {
     if !tx.notify {
         return Ok(());
     }
     let stmt = tx
-        .prepare_cached(
-            "SELECT pg_notify($1, n) FROM (
-                 SELECT name FROM workflows WHERE id = $2 UNION SELECT unnest($3::text[])
-             ) AS runnable (n)",
-        )
+        .prepare_cached("SELECT name FROM workflows WHERE id = $1")
         .await?;
-    tx.execute(&stmt, &[&CHANNEL, &id, &woken]).await?;
+    let name: Option<String> = match tx.query_opt(&stmt, &[&id]).await? {
+        Some(row) => Some(row.try_get(0)?),
+        None => None,
+    };
+    let mut names = tx.runnable.lock().expect("runnable names lock");
+    names.extend(name);
+    names.extend(woken.iter().cloned());
     Ok(())
 }
 
@@ -482,7 +466,7 @@ impl Store for PostgresStore {
 
     async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
         if in_one_round_trip(&batch) {
-            return self.commit_blind(lease, &batch).await;
+            return self.group.commit(lease, batch).await;
         }
         in_tx!(self, tx => {
             // The fence, which locks every row the commit touches in id
@@ -609,10 +593,11 @@ impl Store for PostgresStore {
                 payload.len()
             ))));
         }
-        let client = self.pool.get().await?;
-        let stmt = client.prepare_cached("SELECT pg_notify($1, $2)").await?;
-        client.execute(&stmt, &[&MESSAGES, &payload]).await?;
-        Ok(())
+        match &self.announcer {
+            Some(announcer) => announcer.message(payload).await,
+            // Polling only: the sending process's own subscribers have it.
+            None => Ok(()),
+        }
     }
 
     fn broadcast_limit(&self) -> usize {
