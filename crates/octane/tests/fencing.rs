@@ -44,14 +44,15 @@ async fn a_stale_lease_writes_nothing_and_the_current_one_goes_on(db: TestDb) {
         },
     ];
     for stale in &stale {
-        // History writes alone (one round trip on Postgres), and with a
-        // transition (statements that wait for answers).
+        // History writes alone and with a completion (one round trip on
+        // Postgres), and with a sleep (statements that wait for answers).
         for transition in [
             Transition::Continue,
             Transition::Suspend(Suspend {
                 wake_at: Some(10),
                 ..Suspend::default()
             }),
+            Transition::Complete { output: "1".into() },
         ] {
             let ops = vec![
                 WriteOp::Put(event(2)),

@@ -1,37 +1,42 @@
-//! Group commit: commits of history writes alone, from any workflows of
-//! this process, share one transaction.
+//! Group commit: commits that need no answer from the server before their
+//! last statement, from any workflows of this process, share one
+//! transaction.
 //!
-//! A commit that only writes history (an activity's result, a checkpoint)
-//! needs no answer from the server before its last statement, so a whole
-//! group goes out as one round trip: `BEGIN`, then each job's fence and
-//! writes, then `COMMIT` — one transaction, one WAL flush. At most
-//! [`IN_FLIGHT`] groups run at once; a commit that finds a slot free starts
-//! at once, alone (a lone commit is never held back), and commits that
-//! queue while every slot is busy form the next group. Batching therefore
-//! grows with load.
+//! Those are history writes (an activity's result, a checkpoint), alone or
+//! with the workflow's completion or failure. A whole group goes out as one
+//! round trip: `BEGIN`, the group's lock (when a job finishes its
+//! workflow), then each job's fence, writes and transition, then `COMMIT` —
+//! one transaction, one WAL flush. At most [`IN_FLIGHT`] groups run at
+//! once; a commit that finds a slot free starts at once, alone (a lone
+//! commit is never held back), and commits that queue while every slot is
+//! busy form the next group. Batching therefore grows with load.
 //!
 //! Each job is fenced on its own. When one fails (its lease was lost, the
 //! database refused a value), the server has aborted the transaction, so
 //! nothing of the group landed: that job is told its error, and the others
 //! go again, without it, in a fresh transaction. None is ever told of a
 //! success or a failure that is not its own. (Going again is safe even if
-//! the transaction had committed: history writes are upserts and range
-//! deletes, the same twice as once.) When the connection breaks, every job
-//! is told its outcome is unknown.
+//! the transaction had committed: the writes are upserts, range deletes
+//! and a transition the fence refuses a second time.) When the connection
+//! breaks, every job is told its outcome is unknown.
 //!
-//! A group locks its workflows' rows in id order (its jobs are sorted by
-//! workflow id), the order every transaction locking several rows keeps
-//! (see `leases`): two groups, or a group and a lease renewal, never wait
-//! for each other in a cycle.
+//! A group locks rows in id order, the order every transaction locking
+//! several rows keeps (see `leases`): its jobs are sorted by workflow id,
+//! and a group in which a workflow finishes first locks, in one statement,
+//! every job's row and the rows of the workflows waiting on the finishing
+//! ones (which it wakes). Two groups, or a group and a lease renewal, never
+//! wait for each other in a cycle.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use futures::future::BoxFuture;
-use futures::FutureExt;
+use futures::{FutureExt, TryFutureExt};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::{history, leases, Open};
+use super::announce::Announcer;
+use super::{history, leases, workflows, Open};
 use crate::store::{Batch, Cause, Lease, StoreError};
 
 /// Groups in flight at once: enough to overlap one group's round trip and
@@ -55,10 +60,10 @@ pub(super) struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the task that forms groups and commits them on `pool`;
-    /// `notify`: whether transactions may send notifications.
-    pub(super) fn spawn(pool: Pool, notify: bool) -> Self {
+    /// `announcer` announces the workflows they make runnable.
+    pub(super) fn spawn(pool: Pool, announcer: Option<Arc<Announcer>>) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(form_groups(pool, notify, queue));
+        tokio::spawn(form_groups(pool, announcer, queue));
         GroupCommit { jobs }
     }
 
@@ -83,7 +88,11 @@ impl GroupCommit {
 
 /// Takes the first queued job, waits for a free slot (while more queue),
 /// and commits everything queued by then as one group.
-async fn form_groups(pool: Pool, notify: bool, mut queue: mpsc::UnboundedReceiver<Job>) {
+async fn form_groups(
+    pool: Pool,
+    announcer: Option<Arc<Announcer>>,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = queue.recv().await {
         let slot = slots
@@ -98,9 +107,9 @@ async fn form_groups(pool: Pool, notify: bool, mut queue: mpsc::UnboundedReceive
                 Err(_) => break,
             }
         }
-        let pool = pool.clone();
+        let (pool, announcer) = (pool.clone(), announcer.clone());
         tokio::spawn(async move {
-            commit_group(&pool, notify, jobs).await;
+            commit_group(&pool, announcer.as_deref(), jobs).await;
             drop(slot);
         });
     }
@@ -108,7 +117,7 @@ async fn form_groups(pool: Pool, notify: bool, mut queue: mpsc::UnboundedReceive
 
 /// Commits `jobs` in one transaction, taking out and answering each job
 /// that fails, until the rest commit (or the connection fails them all).
-async fn commit_group(pool: &Pool, notify: bool, mut jobs: Vec<Job>) {
+async fn commit_group(pool: &Pool, announcer: Option<&Announcer>, mut jobs: Vec<Job>) {
     jobs.sort_by_key(|j| j.lease.workflow_id.to_string());
     metrics::histogram!("octane_postgres_group_size").record(jobs.len() as f64);
     loop {
@@ -117,7 +126,7 @@ async fn commit_group(pool: &Pool, notify: bool, mut jobs: Vec<Job>) {
         if jobs.is_empty() {
             return;
         }
-        match try_group(pool, notify, &jobs).await {
+        match try_group(pool, announcer, &jobs).await {
             Outcome::Committed => {
                 for job in jobs {
                     let _ = job.done.send(Ok(()));
@@ -146,71 +155,141 @@ enum Outcome {
     GroupFailed(StoreError),
 }
 
+/// Locks the rows of a group with finishing jobs: every job's workflow and
+/// every workflow waiting on a finishing one (`$2`), in id order, before
+/// any job's writes.
+const LOCK_GROUP: &str = "SELECT 1 FROM workflows
+     WHERE id = ANY($1::text[] || ARRAY(SELECT id FROM workflows WHERE waiting_child = ANY($2)))
+     ORDER BY id FOR UPDATE";
+
 /// One try at committing `jobs` together, in one round trip.
-async fn try_group(pool: &Pool, notify: bool, jobs: &[Job]) -> Outcome {
+async fn try_group(pool: &Pool, announcer: Option<&Announcer>, jobs: &[Job]) -> Outcome {
+    let mut finishes = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs.iter().enumerate() {
+        match workflows::Finish::of(job.lease.workflow_id, &job.batch.transition, job.batch.now) {
+            Ok(finish) => finishes.push(finish),
+            Err(e) => return Outcome::JobFailed(i, e),
+        }
+    }
     let open = match pool.get().await {
         Ok(client) => Open::new(client),
         Err(e) => return Outcome::GroupFailed(e.into()),
     };
-    let tx = open.tx(notify);
+    let tx = open.tx(announcer.is_some());
     // Every statement is prepared before any is sent, so that the first
-    // poll of each job's writes sends them, in job order (see
-    // `history::apply`).
-    let fence = match tx.prepare_cached(leases::FENCE).await {
-        Ok(stmt) => stmt,
-        Err(e) => return Outcome::GroupFailed(e.into()),
+    // poll of each sends it, in order (see `history::apply`).
+    let prepared = async {
+        let fence = tx.prepare_cached(leases::FENCE).await?;
+        let lock = tx.prepare_cached(LOCK_GROUP).await?;
+        history::prepare(&tx).await?;
+        let mut finishing = Vec::with_capacity(jobs.len());
+        for finish in &finishes {
+            finishing.push(match finish {
+                Some(f) => Some(f.prepare(&tx).await?),
+                None => None,
+            });
+        }
+        Ok::<_, StoreError>((fence, lock, finishing))
     };
-    if let Err(e) = history::prepare(&tx).await {
-        return Outcome::GroupFailed(e);
+    let (fence, lock, finishing) = match prepared.await {
+        Ok(p) => p,
+        Err(e) => return Outcome::GroupFailed(e),
+    };
+    let ids: Vec<String> = jobs
+        .iter()
+        .map(|j| j.lease.workflow_id.to_string())
+        .collect();
+    let finishing_ids: Vec<String> = ids
+        .iter()
+        .zip(&finishes)
+        .filter(|(_, f)| f.is_some())
+        .map(|(id, _)| id.clone())
+        .collect();
+
+    // Each statement with the job it belongs to (`None`: the group's own).
+    let mut pipeline: Vec<(
+        Option<usize>,
+        BoxFuture<'_, Result<Vec<String>, StoreError>>,
+    )> = Vec::new();
+    pipeline.push((None, unit(async { Ok(tx.batch_execute("BEGIN").await?) })));
+    if !finishing_ids.is_empty() {
+        let (tx, ids, finishing_ids, lock) = (&tx, &ids, &finishing_ids, &lock);
+        pipeline.push((
+            None,
+            unit(
+                async move {
+                    tx.execute(lock, &[ids, finishing_ids]).await?;
+                    Ok(())
+                }
+                .boxed(),
+            ),
+        ));
     }
-    let mut pipeline: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
-    pipeline.push(async { Ok(tx.batch_execute("BEGIN").await?) }.boxed());
-    for job in jobs {
+    for (i, job) in jobs.iter().enumerate() {
         let rows = leases::LockSet {
-            id: job.lease.workflow_id.to_string(),
+            id: ids[i].clone(),
             others: Vec::new(),
             with_waiters: false,
             stmt: &fence,
         };
         let fenced = leases::fence(&tx, rows, &job.lease).boxed();
-        pipeline.push(
-            history::apply(
-                &tx,
-                fenced,
-                job.lease.workflow_id,
-                &job.batch.ops,
-                job.batch.now,
-                None,
-            )
-            .boxed(),
+        let writes = history::apply(
+            &tx,
+            fenced,
+            job.lease.workflow_id,
+            &job.batch.ops,
+            job.batch.now,
+            None,
         );
+        pipeline.push((Some(i), unit(writes)));
+        if let (Some(finish), Some(stmts)) = (&finishes[i], &finishing[i]) {
+            for statement in finish.send(&tx, stmts) {
+                pipeline.push((Some(i), statement));
+            }
+        }
     }
-    pipeline.push(
-        async {
-            tx.batch_execute("COMMIT")
-                .await
-                .map_err(|e| StoreError::from(e).during_commit())
+    pipeline.push((
+        None,
+        unit(
+            async {
+                tx.batch_execute("COMMIT")
+                    .await
+                    .map_err(|e| StoreError::from(e).during_commit())
+            }
+            .boxed(),
+        ),
+    ));
+    let (owners, statements): (Vec<_>, Vec<_>) = pipeline.into_iter().unzip();
+    let results = futures::future::join_all(statements).await;
+    let mut woken = Vec::new();
+    let mut failed = None;
+    for (owner, result) in owners.into_iter().zip(results) {
+        match result {
+            Ok(names) => woken.extend(names),
+            Err(e) => {
+                failed.get_or_insert((owner, e));
+            }
         }
-        .boxed(),
-    );
-    let mut results = futures::future::join_all(pipeline).await;
-    let commit = results.pop().expect("the COMMIT's result");
-    let begin = results.remove(0);
-    let failed = results
-        .into_iter()
-        .enumerate()
-        .find_map(|(i, r)| r.err().map(|e| (i, e)));
-    match (begin, failed, commit) {
-        (Err(e), _, _) => Outcome::GroupFailed(e.during_commit()),
-        // A broken connection: the `COMMIT` was sent, and may have landed.
-        (Ok(()), Some((_, e @ StoreError::Unavailable(_))), _) => {
-            Outcome::GroupFailed(e.during_commit())
-        }
-        (Ok(()), Some((i, e)), _) => Outcome::JobFailed(i, e),
-        (Ok(()), None, Err(e)) => Outcome::GroupFailed(e),
-        (Ok(()), None, Ok(())) => {
+    }
+    match failed {
+        None => {
             open.done();
+            if let Some(announcer) = announcer {
+                announcer.runnable(woken);
+            }
             Outcome::Committed
         }
+        // `BEGIN`, the group's lock or `COMMIT`: nothing to blame a job for.
+        Some((None, e)) => Outcome::GroupFailed(e.during_commit()),
+        // A broken connection: the `COMMIT` was sent, and may have landed.
+        Some((Some(_), e @ StoreError::Unavailable(_))) => Outcome::GroupFailed(e.during_commit()),
+        Some((Some(i), e)) => Outcome::JobFailed(i, e),
     }
+}
+
+/// A statement that returns nothing, as a pipeline entry.
+fn unit<'f>(
+    f: impl Future<Output = Result<(), StoreError>> + Send + 'f,
+) -> BoxFuture<'f, Result<Vec<String>, StoreError>> {
+    f.map_ok(|()| Vec::new()).boxed()
 }

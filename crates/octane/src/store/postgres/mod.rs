@@ -104,7 +104,7 @@ pub struct PostgresStore {
     listener: Option<tokio::task::JoinHandle<()>>,
     group: group::GroupCommit,
     /// Sends notifications (`None` when polling only).
-    announcer: Option<announce::Announcer>,
+    announcer: Option<Arc<announce::Announcer>>,
 }
 
 /// A connection inside a transaction (see [`in_tx`]), whether the
@@ -254,9 +254,10 @@ impl PostgresStore {
         drop(client);
         let watchers: Arc<Mutex<Listeners>> = Arc::default();
         let listener = notify.then(|| tokio::spawn(listen(config.clone(), watchers.clone())));
+        let announcer = notify.then(|| Arc::new(announce::Announcer::spawn(pool.clone())));
         Ok(PostgresStore {
-            group: group::GroupCommit::spawn(pool.clone(), notify),
-            announcer: notify.then(|| announce::Announcer::spawn(pool.clone())),
+            group: group::GroupCommit::spawn(pool.clone(), announcer.clone()),
+            announcer,
             pool,
             config,
             notify,
@@ -319,13 +320,14 @@ async fn supports_notify(client: &deadpool_postgres::Object) -> bool {
 }
 
 /// Whether a commit needs no answer from the server before its last
-/// statement: history writes only (no signal, child or transition, which
-/// read before they write). It then goes out in a group commit, as one
-/// round trip — `BEGIN`, the fence, the writes and `COMMIT` — since the
-/// fence fails the transaction on the server itself when the lease is lost
-/// (see `group`).
+/// statement: history writes, alone or with the workflow's completion or
+/// failure (a signal, a child, a sleep read before they write). It then
+/// goes out in a group commit, as one round trip — `BEGIN`, the fence, the
+/// writes, the transition and `COMMIT` — since the fence fails the
+/// transaction on the server itself when the lease is lost (see `group`).
 fn in_one_round_trip(batch: &Batch) -> bool {
-    super::lifecycle::of_transition(&batch.transition).is_none()
+    let transition = super::lifecycle::of_transition(&batch.transition);
+    transition.is_none_or(|c| c.state.is_finished())
         && batch.ops.iter().all(|op| {
             matches!(
                 op,

@@ -2,11 +2,15 @@
 
 use std::collections::BTreeMap;
 
+use std::borrow::Cow;
+
 use super::Tx;
-use tokio_postgres::Row;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio_postgres::{Row, Statement};
 
 use super::leases::{LockSet, LOCK_ROWS};
-use super::lifecycle::update;
+use super::lifecycle::{update, Update};
 use super::rows::{has_all_tags, parse_state};
 use super::{notify_runnable, signals};
 use crate::store::codec::parse_id;
@@ -235,6 +239,97 @@ async fn apply(
         notify_runnable(tx, id, &woken).await?;
     }
     Ok(())
+}
+
+/// Finishing a workflow (completing or failing it) as statements that need
+/// no answer before the next, for a group commit: the row's change, its
+/// pending signals dropped, and the workflows waiting on it woken (whose
+/// rows the group has locked, in id order, before any job's writes).
+pub(super) struct Finish<'a> {
+    id: String,
+    values: Values<'a>,
+    error: Option<Cow<'a, str>>,
+    change: Update,
+    wake: Update,
+    woken_at: Values<'static>,
+}
+
+/// The prepared statements of a [`Finish`].
+pub(super) struct FinishStatements {
+    change: Statement,
+    drop_signals: Statement,
+    wake: Statement,
+}
+
+impl<'a> Finish<'a> {
+    /// What `transition` does to `id`, if it finishes it; `None` for any
+    /// other transition.
+    pub(super) fn of(
+        id: WorkflowId,
+        transition: &'a Transition,
+        now: i64,
+    ) -> Result<Option<Self>, StoreError> {
+        let Some(change) = lifecycle::of_transition(transition) else {
+            return Ok(None);
+        };
+        if !change.state.is_finished() {
+            return Ok(None);
+        }
+        let values = Values::of_transition(transition, now)?;
+        let update = Update::new(&change, "id = $1", 1, "");
+        let error = update.error(&values);
+        Ok(Some(Finish {
+            id: id.to_string(),
+            values,
+            error,
+            change: update,
+            wake: Update::new(&RUNNABLE, WAITERS, 1, " RETURNING name"),
+            woken_at: Values::at(now),
+        }))
+    }
+
+    /// Prepares the statements, before anything of the pipeline is sent.
+    pub(super) async fn prepare(&self, tx: &Tx<'_>) -> Result<FinishStatements, StoreError> {
+        Ok(FinishStatements {
+            change: tx.prepare_cached(&self.change.sql).await?,
+            drop_signals: tx
+                .prepare_cached("DELETE FROM signals WHERE workflow_id = $1")
+                .await?,
+            wake: tx.prepare_cached(&self.wake.sql).await?,
+        })
+    }
+
+    /// The statements, each sent on its first poll; the last returns the
+    /// names of the workflows it woke.
+    pub(super) fn send<'t>(
+        &'t self,
+        tx: &'t Tx<'_>,
+        stmts: &'t FinishStatements,
+    ) -> [BoxFuture<'t, Result<Vec<String>, StoreError>>; 3] {
+        let id: &(dyn tokio_postgres::types::ToSql + Sync) = &self.id;
+        let change = self.change.bind(&self.values, &self.error, &[id]);
+        const NO_ERROR: Option<Cow<'static, str>> = None;
+        let wake = self.wake.bind(&self.woken_at, &NO_ERROR, &[id]);
+        [
+            async move {
+                tx.execute(&stmts.change, &change).await?;
+                Ok(Vec::new())
+            }
+            .boxed(),
+            async move {
+                tx.execute(&stmts.drop_signals, &[id]).await?;
+                Ok(Vec::new())
+            }
+            .boxed(),
+            async move {
+                let rows = tx.query(&stmts.wake, &wake).await?;
+                rows.iter()
+                    .map(|r| r.try_get::<_, String>(0).map_err(StoreError::from))
+                    .collect()
+            }
+            .boxed(),
+        ]
+    }
 }
 
 /// The workflows asleep until `$1` finishes: its parent, and any other
