@@ -207,10 +207,7 @@ async fn try_group(pool: &Pool, announcer: Option<&Announcer>, jobs: &[Job]) -> 
         .collect();
 
     // Each statement with the job it belongs to (`None`: the group's own).
-    let mut pipeline: Vec<(
-        Option<usize>,
-        BoxFuture<'_, Result<Vec<String>, StoreError>>,
-    )> = Vec::new();
+    let mut pipeline: Vec<(Option<usize>, Statement<'_>)> = Vec::new();
     pipeline.push((None, unit(async { Ok(tx.batch_execute("BEGIN").await?) })));
     if !finishing_ids.is_empty() {
         let (tx, ids, finishing_ids, lock) = (&tx, &ids, &finishing_ids, &lock);
@@ -287,9 +284,11 @@ async fn try_group(pool: &Pool, announcer: Option<&Announcer>, jobs: &[Job]) -> 
     }
 }
 
+/// A statement of the pipeline, sent on its first poll; it returns the
+/// names of the workflows it made runnable.
+type Statement<'f> = BoxFuture<'f, Result<Vec<String>, StoreError>>;
+
 /// A statement that returns nothing, as a pipeline entry.
-fn unit<'f>(
-    f: impl Future<Output = Result<(), StoreError>> + Send + 'f,
-) -> BoxFuture<'f, Result<Vec<String>, StoreError>> {
+fn unit<'f>(f: impl Future<Output = Result<(), StoreError>> + Send + 'f) -> Statement<'f> {
     f.map_ok(|()| Vec::new()).boxed()
 }
