@@ -101,6 +101,9 @@ async fn announce(pool: Pool, mut queue: mpsc::UnboundedReceiver<Note>) {
     }
 }
 
+/// Sends the notifications in one transaction that does not wait for its
+/// commit to be flushed: notifications are not durable anyway (a listener
+/// that is away misses them), and a wake-up should not wait for a disk.
 async fn send(pool: &Pool, channels: &[&str], payloads: &[String]) -> Result<(), StoreError> {
     let client = pool.get().await?;
     let stmt = client
@@ -109,6 +112,16 @@ async fn send(pool: &Pool, channels: &[&str], payloads: &[String]) -> Result<(),
              AS n (c, p, i) ORDER BY i",
         )
         .await?;
-    client.execute(&stmt, &[&channels, &payloads]).await?;
+    // One round trip: the server runs them in order, and the `COMMIT` ends
+    // the transaction whatever happened before it.
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&channels, &payloads];
+    let (begun, notified, committed) = futures::join!(
+        client.batch_execute("BEGIN; SET LOCAL synchronous_commit TO off"),
+        client.execute(&stmt, &params),
+        client.batch_execute("COMMIT"),
+    );
+    begun?;
+    notified?;
+    committed?;
     Ok(())
 }
