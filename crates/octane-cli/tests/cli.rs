@@ -470,6 +470,7 @@ async fn db_plans_reports_each_query_reading_its_index(db: TestDb) {
         "active range",
         "signal by tags",
         "prune",
+        "waiters",
     ] {
         assert!(out.contains(&format!("ok   {query}\n")), "{query}: {out}");
     }
@@ -484,7 +485,7 @@ async fn db_plans_reports_each_query_reading_its_index(db: TestDb) {
     );
     let err = one_line_error(&out);
     assert!(
-        err.contains("1 of 8 queries do not use their index: prune"),
+        err.contains("1 of 9 queries do not use their index: prune"),
         "{err}"
     );
 }
