@@ -7,9 +7,9 @@
 //! round trip: `BEGIN`, the group's lock (when a job finishes its
 //! workflow), then each job's fence, writes and transition, then `COMMIT` —
 //! one transaction, one WAL flush. At most [`IN_FLIGHT`] groups run at
-//! once; a commit that finds a slot free starts at once, alone (a lone
-//! commit is never held back), and commits that queue while every slot is
-//! busy form the next group. Batching therefore grows with load.
+//! once; a commit that finds a slot free starts at once, alone, in the
+//! caller's task (a lone commit is never held back), and commits that
+//! queue while every slot is busy form the next group. Batching therefore grows with load.
 //!
 //! Each job is fenced on its own. When one fails (its lease was lost, the
 //! database refused a value), the server has aborted the transaction, so
@@ -56,6 +56,9 @@ struct Job {
 /// queued jobs are done.
 pub(super) struct GroupCommit {
     jobs: mpsc::UnboundedSender<Job>,
+    slots: Arc<Semaphore>,
+    pool: Pool,
+    announcer: Option<Arc<Announcer>>,
 }
 
 impl GroupCommit {
@@ -63,21 +66,40 @@ impl GroupCommit {
     /// `announcer` announces the workflows they make runnable.
     pub(super) fn spawn(pool: Pool, announcer: Option<Arc<Announcer>>) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(form_groups(pool, announcer, queue));
-        GroupCommit { jobs }
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        tokio::spawn(form_groups(
+            pool.clone(),
+            announcer.clone(),
+            slots.clone(),
+            queue,
+        ));
+        GroupCommit {
+            jobs,
+            slots,
+            pool,
+            announcer,
+        }
     }
 
-    /// Commits `batch` (history writes only) under `lease` in the next
-    /// group, and returns once that group is durable.
+    /// Commits `batch` under `lease` in the next group, and returns once
+    /// that group is durable. With a slot free it is a group of its own,
+    /// committed by the caller (no task in between); otherwise it queues
+    /// for the next group. (A freed slot goes to the group forming first:
+    /// the semaphore serves waiters before `try_acquire`.)
     pub(super) async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
         let (done, outcome) = oneshot::channel();
-        self.jobs
-            .send(Job {
-                lease: lease.clone(),
-                batch,
-                done,
-            })
-            .map_err(|_| StoreError::Closed)?;
+        let job = Job {
+            lease: lease.clone(),
+            batch,
+            done,
+        };
+        match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                commit_group(&self.pool, self.announcer.as_deref(), vec![job]).await;
+                drop(slot);
+            }
+            Err(_) => self.jobs.send(job).map_err(|_| StoreError::Closed)?,
+        }
         outcome.await.unwrap_or_else(|_| {
             Err(StoreError::OutcomeUnknown(Cause::msg(
                 "the group commit task stopped during the commit",
@@ -91,9 +113,9 @@ impl GroupCommit {
 async fn form_groups(
     pool: Pool,
     announcer: Option<Arc<Announcer>>,
+    slots: Arc<Semaphore>,
     mut queue: mpsc::UnboundedReceiver<Job>,
 ) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = queue.recv().await {
         let slot = slots
             .clone()
