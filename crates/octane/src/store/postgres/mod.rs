@@ -138,6 +138,14 @@ impl Drop for PostgresStore {
     }
 }
 
+/// How every transaction of the store begins. The store's statements are
+/// written for their indexes; a table that grew fast since it was last
+/// analyzed (a fan-out filling a fresh database) looks small to the planner,
+/// which may then plan a scan of it, and keep that plan cached for the
+/// connection's life. Scans are priced out instead, so a plan does not hang
+/// on when autovacuum last ran.
+const BEGIN: &str = "BEGIN; SET LOCAL enable_seqscan = off";
+
 /// Runs `$body` in a transaction on a pooled connection and commits it.
 /// `BEGIN` is not waited for: it goes to the server with the body's first
 /// statements, in the same round trip (the server runs them in order, and
@@ -146,7 +154,7 @@ macro_rules! in_tx {
     ($self:ident, $tx:ident => $body:expr) => {{
         let open = Open::new($self.pool.get().await?);
         let $tx = open.tx($self.notify);
-        let begin = $tx.batch_execute("BEGIN");
+        let begin = $tx.batch_execute(BEGIN);
         let body = async { Ok::<_, StoreError>($body) };
         // `join!` polls `begin` first: it is on the wire before the body's
         // first statement.
