@@ -138,14 +138,6 @@ impl Drop for PostgresStore {
     }
 }
 
-/// How every transaction of the store begins. The store's statements are
-/// written for their indexes; a table that grew fast since it was last
-/// analyzed (a fan-out filling a fresh database) looks small to the planner,
-/// which may then plan a scan of it, and keep that plan cached for the
-/// connection's life. Scans are priced out instead, so a plan does not hang
-/// on when autovacuum last ran.
-const BEGIN: &str = "BEGIN; SET LOCAL enable_seqscan = off";
-
 /// Runs `$body` in a transaction on a pooled connection and commits it.
 /// `BEGIN` is not waited for: it goes to the server with the body's first
 /// statements, in the same round trip (the server runs them in order, and
@@ -154,7 +146,7 @@ macro_rules! in_tx {
     ($self:ident, $tx:ident => $body:expr) => {{
         let open = Open::new($self.pool.get().await?);
         let $tx = open.tx($self.notify);
-        let begin = $tx.batch_execute(BEGIN);
+        let begin = $tx.batch_execute("BEGIN");
         let body = async { Ok::<_, StoreError>($body) };
         // `join!` polls `begin` first: it is on the wire before the body's
         // first statement.
@@ -240,9 +232,20 @@ impl PostgresStore {
     /// A malformed URL, an unreachable server, or a failed migration.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let (server_url, notify_off) = without_notify_option(url)?;
-        let config: tokio_postgres::Config = server_url
+        let mut config: tokio_postgres::Config = server_url
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::bad_url(url, e.to_string()))?;
+        // The store's statements are written for their indexes. A table
+        // that grew fast since autovacuum last analyzed it (a fan-out
+        // filling a fresh database) looks small to the planner, which may
+        // then plan a scan of it, and a connection keeps a prepared
+        // statement's plan: so scans are priced out for the store's
+        // sessions, and a plan does not hang on when autovacuum last ran.
+        let options = format!(
+            "{} -c enable_seqscan=off",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim_start());
         let manager = Manager::from_config(
             config.clone(),
             NoTls,

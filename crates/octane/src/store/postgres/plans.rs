@@ -68,7 +68,7 @@ pub(super) async fn explain_all(tx: &Tx<'_>) -> Result<Vec<QueryPlan>, StoreErro
         ),
         (
             "deadlines",
-            "Index Scan using workflows_deadlines",
+            "workflows_deadlines",
             workflows::OVERDUE_SQL.to_string(),
             vec![&zero],
         ),
