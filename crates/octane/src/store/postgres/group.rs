@@ -258,7 +258,6 @@ async fn try_group(pool: &Pool, announcer: Option<&Announcer>, jobs: &[Job]) -> 
             job.lease.workflow_id,
             &job.batch.ops,
             job.batch.now,
-            None,
         );
         pipeline.push((Some(i), unit(writes)));
         if let (Some(finish), Some(stmts)) = (&finishes[i], &finishing[i]) {

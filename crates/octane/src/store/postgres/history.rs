@@ -123,16 +123,13 @@ pub(super) async fn prepare(tx: &Tx<'_>) -> Result<(), StoreError> {
 /// only after the range delete queued behind them (the test
 /// `a_commit_forgets_the_events_it_carries_on_a_fresh_connection`).
 ///
-/// `fence` (the lease check, not yet sent) goes first in the pipeline, and
-/// `tail` (a `COMMIT`, when nothing else follows) last, in the same round
-/// trip.
+/// `fence` (the lease check, not yet sent) goes first in the pipeline.
 pub(super) async fn apply<'t>(
     tx: &'t Tx<'_>,
     fence: BoxFuture<'t, Result<(), StoreError>>,
     workflow: WorkflowId,
     ops: &'t [WriteOp],
     now: i64,
-    tail: Option<BoxFuture<'t, Result<(), StoreError>>>,
 ) -> Result<(), StoreError> {
     let id = workflow.to_string();
     // Every row is encoded before anything is sent: a value no column
@@ -172,7 +169,6 @@ pub(super) async fn apply<'t>(
             }
         }
     }
-    pipeline.extend(tail);
     drain(&mut pipeline).await
 }
 

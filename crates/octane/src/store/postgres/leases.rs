@@ -143,13 +143,21 @@ pub(super) async fn claim(tx: &Tx<'_>, req: &ClaimRequest) -> Result<Claimed, St
     })
 }
 
-/// Locks workflow rows in id order: `$1` ids, and with `$3` also the
-/// workflows asleep until `$2` finishes. Returns each locked row's id,
-/// lease and state, for the fence.
-pub(super) const LOCK_ROWS: &str = "SELECT id, lease_owner, lease_epoch, state FROM workflows
-     WHERE id = ANY($1::text[] || ARRAY(
-         SELECT id FROM workflows WHERE $3 AND waiting_child = $2))
-     ORDER BY id FOR UPDATE";
+/// The rows a [`LockSet`] locks, in id order: `$1` ids, and with `$3` also
+/// the workflows asleep until `$2` finishes (a macro, so that both
+/// statements below are one literal each).
+macro_rules! locked_rows {
+    () => {
+        "SELECT id, lease_owner, lease_epoch, state FROM workflows
+         WHERE id = ANY($1::text[] || ARRAY(
+             SELECT id FROM workflows WHERE $3 AND waiting_child = $2))
+         ORDER BY id FOR UPDATE"
+    };
+}
+
+/// Locks workflow rows in id order (see `locked_rows`). Returns each
+/// locked row's id, lease and state, for the fence.
+pub(super) const LOCK_ROWS: &str = locked_rows!();
 
 /// The rows a transaction about `id` locks: its own, `others`, and its
 /// waiters' (the workflows asleep until it finishes) when `with_waiters`.
@@ -161,16 +169,21 @@ pub(super) struct LockSet<'a> {
 }
 
 impl LockSet<'_> {
+    /// `$1`: every id named.
+    fn ids(&self) -> Vec<String> {
+        let mut ids = self.others.clone();
+        ids.push(self.id.clone());
+        ids
+    }
+
     /// Locks the set in id order; returns the state of `id`'s row, if it
     /// exists, with its lease owner and epoch.
     pub(super) async fn lock(
         &self,
         tx: &Tx<'_>,
     ) -> Result<Option<(Option<String>, i64, String)>, StoreError> {
-        let mut ids = self.others.clone();
-        ids.push(self.id.clone());
         let rows = tx
-            .query(self.stmt, &[&ids, &self.id, &self.with_waiters])
+            .query(self.stmt, &[&self.ids(), &self.id, &self.with_waiters])
             .await?;
         for row in rows {
             if row.try_get::<_, String>(0)? == self.id {
@@ -188,14 +201,15 @@ impl LockSet<'_> {
 /// land. The failure is a cast error whose text says `lease lost`: plain
 /// SQL, no stored procedure. The cast reads a column (`MIN(id)`), so the
 /// planner cannot fold it into an error of every execution.
-pub(super) const FENCE: &str = "SELECT CASE
+pub(super) const FENCE: &str = concat!(
+    "SELECT CASE
          WHEN bool_or(id = $2 AND lease_owner = $4 AND lease_epoch = $5 AND state = 'running')
          THEN 1
          ELSE CAST('lease lost: ' || COALESCE(MIN(id), $2) AS integer) END
-     FROM (SELECT id, lease_owner, lease_epoch, state FROM workflows
-           WHERE id = ANY($1::text[] || ARRAY(
-               SELECT id FROM workflows WHERE $3 AND waiting_child = $2))
-           ORDER BY id FOR UPDATE) AS locked";
+     FROM (",
+    locked_rows!(),
+    ") AS locked"
+);
 
 /// Locks the rows a commit under `lease` touches (see [`LockSet`]; `stmt`
 /// is [`FENCE`]) and checks that the lease is current, failing the
@@ -203,13 +217,11 @@ pub(super) const FENCE: &str = "SELECT CASE
 /// transaction ends, so no claim can take the workflow over between this
 /// check and the writes that follow (fencing).
 pub(super) async fn fence(tx: &Tx<'_>, rows: LockSet<'_>, lease: &Lease) -> Result<(), StoreError> {
-    let mut ids = rows.others;
-    ids.push(rows.id.clone());
     let checked = tx
         .query_one(
             rows.stmt,
             &[
-                &ids,
+                &rows.ids(),
                 &rows.id,
                 &rows.with_waiters,
                 &lease.owner.to_string(),

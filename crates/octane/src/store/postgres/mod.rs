@@ -387,10 +387,17 @@ async fn notify_runnable(tx: &Tx<'_>, id: &str, woken: &[String]) -> Result<(), 
         Some(row) => Some(row.try_get(0)?),
         None => None,
     };
-    let mut names = tx.runnable.lock().expect("runnable names lock");
-    names.extend(name);
-    names.extend(woken.iter().cloned());
+    note_runnable(tx, name.iter().chain(woken));
     Ok(())
+}
+
+/// Notes workflow names made runnable, as [`notify_runnable`] does, when
+/// the caller knows them.
+fn note_runnable<'n>(tx: &Tx<'_>, names: impl IntoIterator<Item = &'n String>) {
+    if tx.notify {
+        let mut noted = tx.runnable.lock().expect("runnable names lock");
+        noted.extend(names.into_iter().cloned());
+    }
 }
 
 /// A notification the listener heard.
@@ -493,7 +500,7 @@ impl Store for PostgresStore {
                 stmt: &stmt,
             };
             let fence = leases::fence(&tx, rows, lease).boxed();
-            history::apply(&tx, fence, lease.workflow_id, &batch.ops, batch.now, None).await?;
+            history::apply(&tx, fence, lease.workflow_id, &batch.ops, batch.now).await?;
             workflows::transition(&tx, lease.workflow_id, &batch.transition, batch.now).await?
         })
     }

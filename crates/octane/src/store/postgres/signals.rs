@@ -160,11 +160,12 @@ pub(super) async fn ack(tx: &Tx<'_>, id: WorkflowId, seqs: &[i64]) -> Result<(),
     Ok(())
 }
 
+/// Deletes every pending signal of the workflow `$1` (finished).
+pub(super) const DELETE_ALL: &str = "DELETE FROM signals WHERE workflow_id = $1";
+
 /// Deletes every pending signal of a finished workflow.
 pub(super) async fn delete_all(tx: &Tx<'_>, id: &str) -> Result<(), StoreError> {
-    let stmt = tx
-        .prepare_cached("DELETE FROM signals WHERE workflow_id = $1")
-        .await?;
+    let stmt = tx.prepare_cached(DELETE_ALL).await?;
     tx.execute(&stmt, &[&id]).await?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use tokio_postgres::{Row, Statement};
 use super::leases::{LockSet, LOCK_ROWS};
 use super::lifecycle::{update, Update};
 use super::rows::{has_all_tags, parse_state};
-use super::{notify_runnable, signals};
+use super::{note_runnable, notify_runnable, signals};
 use crate::store::codec::parse_id;
 use crate::store::lifecycle::{self, Change, Values, RUNNABLE};
 use crate::store::{
@@ -94,7 +94,7 @@ pub(super) async fn create(tx: &Tx<'_>, wf: &NewWorkflow) -> Result<WorkflowId, 
     for (k, v) in &wf.tags {
         tx.execute(&tag, &[&id, k, v]).await?;
     }
-    notify_runnable(tx, &id, &[]).await?;
+    note_runnable(tx, [&wf.name]);
     Ok(wf.id)
 }
 
@@ -219,26 +219,26 @@ async fn apply(
     }
     let mut woken = Vec::new();
     if change.wake_waiters {
-        // The fence locked the waiters it saw; one that went to sleep while
-        // the fence waited for this row is locked here (see `leases`,
-        // "Waiting on a workflow").
-        let lock = tx
-            .prepare_cached(&format!(
-                "SELECT name FROM workflows WHERE {WAITERS} ORDER BY id FOR UPDATE"
-            ))
-            .await?;
-        for row in tx.query(&lock, &[&id]).await? {
+        let wake = wake_waiters();
+        let stmt = tx.prepare_cached(&wake.sql).await?;
+        let at = Values::at(now);
+        for row in tx.query(&stmt, &wake.bind(&at, &None, &[&id])).await? {
             woken.push(row.try_get::<_, String>(0)?);
         }
-        if !woken.is_empty() {
-            update(tx, &RUNNABLE, &Values::at(now), WAITERS, &[&id]).await?;
-            concerns_workers = true;
-        }
+        concerns_workers |= !woken.is_empty();
     }
     if concerns_workers {
         notify_runnable(tx, id, &woken).await?;
     }
     Ok(())
+}
+
+/// Makes the workflows waiting on `$1` runnable, returning their names.
+/// The fence locked those it saw; one that went to sleep while the fence
+/// waited for this row is locked by this statement (see `leases`, "Waiting
+/// on a workflow").
+fn wake_waiters() -> Update {
+    Update::new(&RUNNABLE, WAITERS, 1, " RETURNING name")
 }
 
 /// Finishing a workflow (completing or failing it) as statements that need
@@ -283,7 +283,7 @@ impl<'a> Finish<'a> {
             values,
             error,
             change: update,
-            wake: Update::new(&RUNNABLE, WAITERS, 1, " RETURNING name"),
+            wake: wake_waiters(),
             woken_at: Values::at(now),
         }))
     }
@@ -292,9 +292,7 @@ impl<'a> Finish<'a> {
     pub(super) async fn prepare(&self, tx: &Tx<'_>) -> Result<FinishStatements, StoreError> {
         Ok(FinishStatements {
             change: tx.prepare_cached(&self.change.sql).await?,
-            drop_signals: tx
-                .prepare_cached("DELETE FROM signals WHERE workflow_id = $1")
-                .await?,
+            drop_signals: tx.prepare_cached(signals::DELETE_ALL).await?,
             wake: tx.prepare_cached(&self.wake.sql).await?,
         })
     }
