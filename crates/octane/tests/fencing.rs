@@ -58,6 +58,7 @@ async fn a_stale_lease_writes_nothing_and_the_current_one_goes_on(db: TestDb) {
                 WriteOp::Put(event(2)),
                 WriteOp::ForgetIterations {
                     loop_location: Location::root().child(Coordinate::new(1)),
+                    from: 0,
                     below: 5,
                 },
                 WriteOp::Put(event(3)),

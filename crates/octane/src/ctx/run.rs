@@ -49,6 +49,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,6 +103,10 @@ pub(crate) struct RunEnv {
     pub clock: Clock,
 }
 
+/// How many deferred writes may wait for a flush before the loop making
+/// them waits for the one in flight (see [`RunShared::keep_up`]).
+const MAX_UNWRITTEN: usize = 4_096;
+
 type FlushResult = Result<(), StoreError>;
 type Flush = Shared<BoxFuture<'static, FlushResult>>;
 
@@ -153,6 +158,9 @@ pub(crate) struct RunShared {
     store: Arc<dyn Store>,
     lease: Lease,
     pipeline: Mutex<Pipeline>,
+    /// Set when [`MAX_UNWRITTEN`] deferred writes wait: read at every loop
+    /// iteration without taking the pipeline's lock.
+    backlogged: AtomicBool,
     interrupt: Mutex<Option<Interrupt>>,
     /// Cancelled when the run is dropped: a write still under way then
     /// belongs to a run that is gone (its worker was dropped, as in a
@@ -202,6 +210,7 @@ impl RunShared {
             store: env.store.clone(),
             lease,
             pipeline: Mutex::new(Pipeline::default()),
+            backlogged: AtomicBool::new(false),
             interrupt: Mutex::new(None),
             alive: CancellationToken::new(),
             check: None,
@@ -319,7 +328,25 @@ impl RunShared {
         let mut p = self.pipeline.lock().expect("pipeline lock");
         if !is_loop_bookkeeping(&op) {
             p.pending.push(op);
+            if p.pending.len() >= MAX_UNWRITTEN {
+                self.backlogged.store(true, Ordering::Relaxed);
+            }
             return false;
+        }
+        let mut op = op;
+        // A deletion that replaces one not yet written must also cover what
+        // that one would have deleted.
+        let unwritten_from = p
+            .checkpoints
+            .iter()
+            .filter(|old| supersedes(&op, old))
+            .filter_map(|old| match old {
+                WriteOp::ForgetIterations { from, .. } => Some(*from),
+                _ => None,
+            })
+            .min();
+        if let (WriteOp::ForgetIterations { from, .. }, Some(earlier)) = (&mut op, unwritten_from) {
+            *from = (*from).min(earlier);
         }
         let before = p.checkpoints.len();
         p.checkpoints.retain(|old| !supersedes(&op, old));
@@ -359,6 +386,38 @@ impl RunShared {
         let flush = self.submit(prior, ops, Transition::Continue);
         spawn_write(flush.clone(), self.alive.clone());
         p.last = Some(flush);
+    }
+
+    /// Waits, when [`MAX_UNWRITTEN`] deferred writes are waiting, for the
+    /// write in flight to end, and starts the next with them. A loop whose
+    /// iterations only defer writes runs far faster than any store writes
+    /// them; without this its unwritten events would grow without bound,
+    /// and so would the one transaction that finally carries them (holding
+    /// the workflow's row, and on Postgres its lease renewal, for as long).
+    /// With it the loop runs at the store's pace, one flush in flight while
+    /// it makes the next.
+    ///
+    /// # Errors
+    /// What the write in flight failed with, as a commit would report it.
+    pub(crate) async fn keep_up(&self) -> Result<(), Error> {
+        if !self.backlogged.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let last = {
+            let p = self.pipeline.lock().expect("pipeline lock");
+            if p.pending.len() < MAX_UNWRITTEN {
+                // A commit carried them away meanwhile.
+                self.backlogged.store(false, Ordering::Relaxed);
+                return Ok(());
+            }
+            p.last.clone()
+        };
+        if let Some(last) = last {
+            last.await.map_err(|e| self.on_store_error(&e))?;
+        }
+        self.backlogged.store(false, Ordering::Relaxed);
+        self.kick();
+        Ok(())
     }
 
     /// Commits pending writes, `ops` and `transition` in one transaction,
@@ -726,10 +785,12 @@ fn supersedes(new: &WriteOp, old: &WriteOp) -> bool {
             WriteOp::ForgetIterations {
                 loop_location: n,
                 below: nb,
+                ..
             },
             WriteOp::ForgetIterations {
                 loop_location: o,
                 below: ob,
+                ..
             },
         ) => n == o && nb >= ob,
         _ => false,

@@ -124,6 +124,13 @@ pub struct Event {
     pub attempts: u32,
     /// A loop's checkpoint iteration.
     pub iteration: u64,
+    /// A loop's iterations below this one are deleted from the store (the
+    /// forgotten ones from here to `iteration` are kept for inspection); the
+    /// next deletion starts here instead of at iteration 0, so it never
+    /// walks what earlier ones removed. 0 for other kinds, and for loop
+    /// events stored before the column existed.
+    #[serde(default)]
+    pub deleted_below: u64,
     /// Finished: an activity that succeeded or failed for good, a loop that
     /// broke. An unfinished activity is one still being retried.
     pub done: bool,
@@ -148,6 +155,7 @@ impl Event {
             error: None,
             attempts: 0,
             iteration: 0,
+            deleted_below: 0,
             done: false,
             recorded_at: 0,
         }

@@ -18,6 +18,10 @@
 //!   passes without one, is flushed in the background while the next
 //!   iterations run (a newer checkpoint replaces one not yet written). An
 //!   iteration that records no events costs no database round trip.
+//! - Events that need not be durable at once (`ctx.now()`, `ctx.uuid()`)
+//!   ride with the checkpoints. A loop making them faster than the store
+//!   writes waits, once a few thousand are unwritten, for the write in
+//!   flight: its memory and the size of each transaction stay bounded.
 //!
 //! # Choosing `commit_every`
 //! `commit_every` never decides what survives a crash: every step's result
@@ -156,17 +160,18 @@ where
         } = self;
         let (step, req) = ctx.resolve(EventKind::Loop, "", 0)?;
         let run = ctx.run().clone();
-        let (location, mut iteration, mut state) = match step {
+        let (location, mut iteration, mut state, mut deleted) = match step {
             Step::Replay(e) if e.done => {
                 return Ok(ctx.decode("loop output", &e.location, e.data.as_deref())?);
             }
             Step::Replay(e) => {
                 let state: S = ctx.decode("loop state", &e.location, e.data.as_deref())?;
-                (e.location, e.iteration, state)
+                (e.location, e.iteration, state, e.deleted_below)
             }
             Step::Live(location) => {
-                checkpoint(&run, &location, &req, 0, &state, retain)?;
-                (location, 0, state)
+                let mut deleted = 0;
+                checkpoint(&run, &location, &req, 0, &state, retain, &mut deleted)?;
+                (location, 0, state, deleted)
             }
         };
         let labels = [("workflow", run.name)];
@@ -174,6 +179,7 @@ where
         let iteration_seconds = metrics::histogram!("octane_loop_iteration_seconds", &labels);
         loop {
             run.boundary()?;
+            run.keep_up().await?;
             let started = Instant::now();
             let mut branch = ctx.child(iteration_location(&location, iteration));
             let span = tracing::debug_span!(
@@ -189,7 +195,15 @@ where
             match outcome {
                 Loop::Continue => {
                     if iteration % commit_every == 0
-                        && checkpoint(&run, &location, &req, iteration, &state, retain)?
+                        && checkpoint(
+                            &run,
+                            &location,
+                            &req,
+                            iteration,
+                            &state,
+                            retain,
+                            &mut deleted,
+                        )?
                     {
                         run.kick();
                     }
@@ -198,11 +212,13 @@ where
                     let mut event = Event::new(location.clone(), &req)
                         .finished(encode("loop output", &output)?);
                     event.iteration = iteration;
+                    let forget = forget(&location, iteration, retain, &mut deleted);
+                    event.deleted_below = deleted;
                     // Like a checkpoint, the final record need not be
                     // durable yet: lost in a crash, the last iterations
                     // replay from their recorded steps and break again.
                     run.defer(WriteOp::Put(event));
-                    if let Some(op) = forget(&location, iteration, retain) {
+                    if let Some(op) = forget {
                         run.defer(op);
                     }
                     metrics::counter!("octane_loop_checkpoints_total", &labels).increment(1);
@@ -214,7 +230,8 @@ where
 }
 
 /// Defers the checkpoint `(iteration, state)` and the deletion of forgotten
-/// iterations older than `retain`. Returns whether it replaced a checkpoint
+/// iterations older than `retain` (from `deleted`, where the last deletion
+/// stopped, which it moves on). Returns whether it replaced a checkpoint
 /// that no write carried away, so the caller should flush it itself.
 fn checkpoint<S: Serialize>(
     run: &RunShared,
@@ -223,6 +240,7 @@ fn checkpoint<S: Serialize>(
     iteration: u64,
     state: &S,
     retain: u64,
+    deleted: &mut u64,
 ) -> Result<bool, Error> {
     let json = encode("loop state", state)?;
     metrics::histogram!("octane_loop_state_bytes", "workflow" => run.name)
@@ -235,21 +253,29 @@ fn checkpoint<S: Serialize>(
             cap: run.config.max_loop_state,
         }));
     }
+    let forget = forget(location, iteration, retain, deleted);
     let mut event = Event::new(location.clone(), req);
     event.iteration = iteration;
     event.data = Some(json);
+    event.deleted_below = *deleted;
     let stale = run.defer(WriteOp::Put(event));
-    if let Some(op) = forget(location, iteration, retain) {
+    if let Some(op) = forget {
         run.defer(op);
     }
     metrics::counter!("octane_loop_checkpoints_total", "workflow" => run.name).increment(1);
     Ok(stale)
 }
 
-fn forget(location: &Location, iteration: u64, retain: u64) -> Option<WriteOp> {
+/// The deletion of the iterations older than `retain` that `deleted` (where
+/// the last one stopped, stored with the checkpoint) has not covered yet.
+/// Starting there rather than at 0 keeps a deletion's cost to what it
+/// removes: on Postgres the index entries of deleted rows stay until vacuum,
+/// and a loop that has deleted a million iterations would walk them all.
+fn forget(location: &Location, iteration: u64, retain: u64, deleted: &mut u64) -> Option<WriteOp> {
     let below = iteration.saturating_sub(retain);
-    (below > 0).then(|| WriteOp::ForgetIterations {
+    (below > *deleted).then(|| WriteOp::ForgetIterations {
         loop_location: location.clone(),
+        from: std::mem::replace(deleted, below),
         below,
     })
 }

@@ -396,10 +396,13 @@ pub enum WriteOp {
     CreateWorkflow(NewWorkflow),
     /// Insert or replace the event at its location.
     Put(Event),
-    /// Delete the events of iterations `[0, below)` of the loop at `loop_location`.
+    /// Delete the events of iterations `[from, below)` of the loop at
+    /// `loop_location`: `from` is where the previous deletion stopped.
     ForgetIterations {
         /// The loop event's location.
         loop_location: Location,
+        /// The first iteration deleted.
+        from: u64,
         /// Iterations below this one are deleted.
         below: u64,
     },

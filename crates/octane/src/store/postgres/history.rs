@@ -15,7 +15,7 @@ use crate::store::codec::{
 use crate::store::{StoreError, WorkflowId, WriteOp};
 
 const EVENT_COLUMNS: &str =
-    "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at";
+    "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at, deleted_below";
 
 /// The loop events of a workflow: where each loop's active iterations start.
 pub(super) const LOOPS_SQL: &str =
@@ -86,13 +86,13 @@ async fn in_order(tx: &Tx<'_>, id: WorkflowId, condition: &str) -> Result<Vec<Ev
 
 /// Upserts one event.
 const PUT: &str = "INSERT INTO events
-     (workflow_id, location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+     (workflow_id, location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at, deleted_below)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
      ON CONFLICT (workflow_id, location) DO UPDATE SET
        version = EXCLUDED.version, kind = EXCLUDED.kind, name = EXCLUDED.name,
        input_hash = EXCLUDED.input_hash, data = EXCLUDED.data, error = EXCLUDED.error,
        attempts = EXCLUDED.attempts, iteration = EXCLUDED.iteration, done = EXCLUDED.done,
-       recorded_at = EXCLUDED.recorded_at";
+       recorded_at = EXCLUDED.recorded_at, deleted_below = EXCLUDED.deleted_below";
 
 /// Deletes a key range of one workflow's events.
 const FORGET: &str =
@@ -153,8 +153,9 @@ pub(super) async fn apply<'t>(
             }
             WriteOp::ForgetIterations {
                 loop_location,
+                from,
                 below,
-            } => pipeline.push(forget(tx, &forget_stmt, &id, loop_location, *below).boxed()),
+            } => pipeline.push(forget(tx, &forget_stmt, &id, loop_location, *from, *below).boxed()),
             WriteOp::AckSignals(seqs) => {
                 drain(&mut pipeline).await?;
                 signals::ack(tx, workflow, seqs).await?;
@@ -188,6 +189,7 @@ struct EventRow {
     kind: i32,
     attempts: i32,
     iteration: i64,
+    deleted_below: i64,
     error: Option<String>,
 }
 
@@ -202,6 +204,7 @@ impl EventRow {
             kind: int("kind", u64::try_from(e.kind.code()).unwrap_or(u64::MAX))?,
             attempts: int("attempts", u64::from(e.attempts))?,
             iteration: encode_count("iteration", e.iteration, 64)?,
+            deleted_below: encode_count("deleted_below", e.deleted_below, 64)?,
             error: e
                 .error
                 .as_deref()
@@ -235,22 +238,24 @@ async fn put(
             &row.iteration,
             &e.done,
             &now,
+            &row.deleted_below,
         ],
     )
     .await?;
     Ok(())
 }
 
-/// Deletes the events of a loop's iterations below `below` with the
+/// Deletes the events of a loop's iterations `[from, below)` with the
 /// prepared [`FORGET`]; sends on its first poll.
 async fn forget(
     tx: &Tx<'_>,
     stmt: &Statement,
     id: &str,
     loop_location: &Location,
+    from: u64,
     below: u64,
 ) -> Result<(), StoreError> {
-    let (from, to) = iterations_range(loop_location, 0, below);
+    let (from, to) = iterations_range(loop_location, from, below);
     tx.execute(stmt, &[&id, &from, &to]).await?;
     Ok(())
 }
@@ -272,5 +277,6 @@ fn decode_event(row: &Row) -> Result<Event, StoreError> {
         iteration: decode_count("iteration", row.try_get(8)?)?,
         done: row.try_get(9)?,
         recorded_at: row.try_get(10)?,
+        deleted_below: decode_count("deleted_below", row.try_get(11)?)?,
     })
 }

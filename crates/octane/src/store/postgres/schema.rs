@@ -164,4 +164,13 @@ CREATE INDEX events_loops ON events (workflow_id, location) INCLUDE (iteration, 
     WHERE kind = 4;
 "#,
     ),
+    (
+        9,
+        r#"
+-- Where a loop's last deletion of old iterations stopped: the next one
+-- starts there, and does not walk the dead index entries of the rows the
+-- earlier ones deleted (they stay until vacuum).
+ALTER TABLE events ADD COLUMN deleted_below BIGINT NOT NULL DEFAULT 0;
+"#,
+    ),
 ];

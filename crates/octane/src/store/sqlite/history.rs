@@ -11,7 +11,7 @@ use crate::store::codec::{
 use crate::store::{StoreError, WorkflowId, WriteOp};
 
 const EVENT_COLUMNS: &str =
-    "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at";
+    "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at, deleted_below";
 
 /// The loop events of a workflow: where each loop's active iterations start.
 pub(super) const LOOPS_SQL: &str =
@@ -96,8 +96,8 @@ pub(super) fn apply(
             WriteOp::Put(e) => {
                 let mut stmt = conn.prepare_cached(
                     "INSERT OR REPLACE INTO events
-                     (workflow_id, location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     (workflow_id, location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at, deleted_below)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )?;
                 stmt.execute(rusqlite::params![
                     id,
@@ -112,13 +112,15 @@ pub(super) fn apply(
                     encode_count("iteration", e.iteration, 64)?,
                     e.done,
                     now,
+                    encode_count("deleted_below", e.deleted_below, 64)?,
                 ])?;
             }
             WriteOp::ForgetIterations {
                 loop_location,
+                from,
                 below,
             } => {
-                let (from, to) = iterations_range(loop_location, 0, *below);
+                let (from, to) = iterations_range(loop_location, *from, *below);
                 let mut stmt = conn.prepare_cached(
                     "DELETE FROM events WHERE workflow_id = ?1 AND location >= ?2 AND location < ?3",
                 )?;
@@ -148,6 +150,7 @@ type RawEvent = (
     i64,
     bool,
     i64,
+    i64,
 );
 
 fn read_row(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
@@ -163,6 +166,7 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
         r.get(8)?,
         r.get(9)?,
         r.get(10)?,
+        r.get(11)?,
     ))
 }
 
@@ -179,6 +183,7 @@ fn decode_event(raw: RawEvent) -> Result<Event, StoreError> {
         iteration,
         done,
         recorded_at,
+        deleted_below,
     ) = raw;
     Ok(Event {
         location: decode_location(&location)?,
@@ -192,5 +197,6 @@ fn decode_event(raw: RawEvent) -> Result<Event, StoreError> {
         iteration: decode_count("iteration", iteration)?,
         done,
         recorded_at,
+        deleted_below: decode_count("deleted_below", deleted_below)?,
     })
 }

@@ -168,4 +168,12 @@ CREATE INDEX workflows_by_waiting_child ON workflows (waiting_child)
     WHERE waiting_child IS NOT NULL;
 "#,
     ),
+    (
+        10,
+        r#"
+-- Where a loop's last deletion of old iterations stopped: the next one
+-- starts there.
+ALTER TABLE events ADD COLUMN deleted_below INTEGER NOT NULL DEFAULT 0;
+"#,
+    ),
 ];
