@@ -388,6 +388,14 @@ impl RunShared {
         p.last = Some(flush);
     }
 
+    /// Whether [`MAX_UNWRITTEN`] deferred writes may be waiting: a loop
+    /// then calls [`RunShared::keep_up`]. A load, no lock, at every
+    /// iteration.
+    #[inline]
+    pub(crate) fn backlogged(&self) -> bool {
+        self.backlogged.load(Ordering::Relaxed)
+    }
+
     /// Waits, when [`MAX_UNWRITTEN`] deferred writes are waiting, for the
     /// write in flight to end, and starts the next with them. A loop whose
     /// iterations only defer writes runs far faster than any store writes
@@ -400,9 +408,6 @@ impl RunShared {
     /// # Errors
     /// What the write in flight failed with, as a commit would report it.
     pub(crate) async fn keep_up(&self) -> Result<(), Error> {
-        if !self.backlogged.load(Ordering::Relaxed) {
-            return Ok(());
-        }
         let last = {
             let p = self.pipeline.lock().expect("pipeline lock");
             if p.pending.len() < MAX_UNWRITTEN {
