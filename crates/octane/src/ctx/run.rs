@@ -49,7 +49,6 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -158,9 +157,6 @@ pub(crate) struct RunShared {
     store: Arc<dyn Store>,
     lease: Lease,
     pipeline: Mutex<Pipeline>,
-    /// Set when [`MAX_UNWRITTEN`] deferred writes wait: read at every loop
-    /// iteration without taking the pipeline's lock.
-    backlogged: AtomicBool,
     interrupt: Mutex<Option<Interrupt>>,
     /// Cancelled when the run is dropped: a write still under way then
     /// belongs to a run that is gone (its worker was dropped, as in a
@@ -210,7 +206,6 @@ impl RunShared {
             store: env.store.clone(),
             lease,
             pipeline: Mutex::new(Pipeline::default()),
-            backlogged: AtomicBool::new(false),
             interrupt: Mutex::new(None),
             alive: CancellationToken::new(),
             check: None,
@@ -321,19 +316,15 @@ impl RunShared {
     /// Queues a write that need not be durable before the workflow goes on.
     /// A loop checkpoint replaces one still pending for the same loop;
     /// returns whether it did (no write carried the older one away).
-    pub(crate) fn defer(&self, op: WriteOp) -> bool {
+    pub(crate) fn defer(&self, mut op: WriteOp) -> bool {
         if self.is_check() {
             return false;
         }
         let mut p = self.pipeline.lock().expect("pipeline lock");
         if !is_loop_bookkeeping(&op) {
             p.pending.push(op);
-            if p.pending.len() >= MAX_UNWRITTEN {
-                self.backlogged.store(true, Ordering::Relaxed);
-            }
             return false;
         }
-        let mut op = op;
         // A deletion that replaces one not yet written must also cover what
         // that one would have deleted.
         let unwritten_from = p
@@ -388,16 +379,14 @@ impl RunShared {
         p.last = Some(flush);
     }
 
-    /// Whether [`MAX_UNWRITTEN`] deferred writes may be waiting: a loop
-    /// then calls [`RunShared::keep_up`]. A load, no lock, at every
-    /// iteration.
-    #[inline]
+    /// Whether [`MAX_UNWRITTEN`] deferred writes are waiting: a loop then
+    /// calls [`RunShared::keep_up`] (looked at with each checkpoint).
     pub(crate) fn backlogged(&self) -> bool {
-        self.backlogged.load(Ordering::Relaxed)
+        self.pipeline.lock().expect("pipeline lock").pending.len() >= MAX_UNWRITTEN
     }
 
-    /// Waits, when [`MAX_UNWRITTEN`] deferred writes are waiting, for the
-    /// write in flight to end, and starts the next with them. A loop whose
+    /// Waits for the write in flight to end, and starts the next with the
+    /// deferred writes waiting, when [`MAX_UNWRITTEN`] of them are. A loop whose
     /// iterations only defer writes runs far faster than any store writes
     /// them; without this its unwritten events would grow without bound,
     /// and so would the one transaction that finally carries them (holding
@@ -412,7 +401,6 @@ impl RunShared {
             let p = self.pipeline.lock().expect("pipeline lock");
             if p.pending.len() < MAX_UNWRITTEN {
                 // A commit carried them away meanwhile.
-                self.backlogged.store(false, Ordering::Relaxed);
                 return Ok(());
             }
             p.last.clone()
@@ -420,7 +408,6 @@ impl RunShared {
         if let Some(last) = last {
             last.await.map_err(|e| self.on_store_error(&e))?;
         }
-        self.backlogged.store(false, Ordering::Relaxed);
         self.kick();
         Ok(())
     }

@@ -9,19 +9,24 @@ use crate::store::lifecycle::{Change, Param, Values};
 use crate::store::StoreError;
 
 /// Makes `change` to the rows `target` selects (`$1`, `$2`… in it are
-/// `leading`), binding `values`; returns how many rows changed.
+/// `leading`), binding `values`; returns the workflow names of the rows it
+/// changed (what a wake-up announces, without reading them again).
 pub(super) async fn update(
     tx: &Tx<'_>,
     change: &Change,
     values: &Values<'_>,
     target: &str,
     leading: &[&(dyn ToSql + Sync)],
-) -> Result<u64, StoreError> {
-    let update = Update::new(change, target, leading.len(), "");
+) -> Result<Vec<String>, StoreError> {
+    let update = Update::new(change, target, leading.len(), " RETURNING name");
     let error = update.error(values);
     let bound = update.bind(values, &error, leading);
     let stmt = tx.prepare_cached(&update.sql).await?;
-    Ok(tx.execute(&stmt, &bound).await?)
+    tx.query(&stmt, &bound)
+        .await?
+        .iter()
+        .map(|row| Ok(row.try_get(0)?))
+        .collect()
 }
 
 /// The `UPDATE workflows` making a change, with the values it binds after

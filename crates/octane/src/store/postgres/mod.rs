@@ -372,27 +372,9 @@ fn lifecycle_wakes_waiters(transition: &super::Transition) -> bool {
     super::lifecycle::of_transition(transition).is_some_and(|c| c.wake_waiters)
 }
 
-/// Notes the workflow `id` and the waiters named `woken` as made runnable,
-/// to be announced once the transaction commits (see `announce`); nothing
-/// when polling only. An announcement names a workflow name, so only
-/// workers that run it wake.
-async fn notify_runnable(tx: &Tx<'_>, id: &str, woken: &[String]) -> Result<(), StoreError> {
-    if !tx.notify {
-        return Ok(());
-    }
-    let stmt = tx
-        .prepare_cached("SELECT name FROM workflows WHERE id = $1")
-        .await?;
-    let name: Option<String> = match tx.query_opt(&stmt, &[&id]).await? {
-        Some(row) => Some(row.try_get(0)?),
-        None => None,
-    };
-    note_runnable(tx, name.iter().chain(woken));
-    Ok(())
-}
-
-/// Notes workflow names made runnable, as [`notify_runnable`] does, when
-/// the caller knows them.
+/// Notes workflow names made runnable, to be announced once the
+/// transaction commits (see `announce`); nothing when polling only. An
+/// announcement names a workflow name, so only workers that run it wake.
 fn note_runnable<'n>(tx: &Tx<'_>, names: impl IntoIterator<Item = &'n String>) {
     if tx.notify {
         let mut noted = tx.runnable.lock().expect("runnable names lock");

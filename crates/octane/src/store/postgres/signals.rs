@@ -4,7 +4,7 @@
 use super::Tx;
 
 use super::lifecycle::update;
-use super::notify_runnable;
+use super::note_runnable;
 use super::rows::{has_all_tags, parse_state};
 use crate::store::codec::parse_id;
 use crate::store::lifecycle::{Values, RUNNABLE};
@@ -77,9 +77,7 @@ pub(super) async fn deliver(tx: &Tx<'_>, signal: &NewSignal) -> Result<Delivery,
             &[&id, &signal.name],
         )
         .await?;
-        if woken > 0 {
-            notify_runnable(tx, &id, &[]).await?;
-        }
+        note_runnable(tx, &woken);
     }
     Ok(delivery)
 }

@@ -12,7 +12,7 @@ use tokio_postgres::{Row, Statement};
 use super::leases::{LockSet, LOCK_ROWS};
 use super::lifecycle::{update, Update};
 use super::rows::{has_all_tags, parse_state};
-use super::{note_runnable, notify_runnable, signals};
+use super::{note_runnable, signals};
 use crate::store::codec::parse_id;
 use crate::store::lifecycle::{self, Change, Values, RUNNABLE};
 use crate::store::{
@@ -187,7 +187,7 @@ async fn apply(
     change: &Change,
     values: &Values<'_>,
 ) -> Result<(), StoreError> {
-    update(tx, change, values, "id = $1", &[&id]).await?;
+    let own = update(tx, change, values, "id = $1", &[&id]).await?;
     let now = values.now;
     let mut concerns_workers = change.concerns_workers(values);
     if change.check_waits {
@@ -228,7 +228,7 @@ async fn apply(
         concerns_workers |= !woken.is_empty();
     }
     if concerns_workers {
-        notify_runnable(tx, id, &woken).await?;
+        note_runnable(tx, own.iter().chain(&woken));
     }
     Ok(())
 }
