@@ -9,7 +9,9 @@ use support::{seed, TestDb};
 
 async fn check_plans(store: &dyn Store, when: &str) {
     let plans = store.catalog().query_plans().await.unwrap();
-    assert_eq!(plans.len(), 9, "{plans:#?}");
+    // Both stores explain the same ten; SQLite also the end of a dead
+    // worker's leases, which it runs in its single writer.
+    assert!(plans.len() >= 10, "{plans:#?}");
     for plan in &plans {
         assert!(
             plan.uses_index,

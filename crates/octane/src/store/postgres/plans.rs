@@ -4,7 +4,7 @@
 use super::Tx;
 use tokio_postgres::types::ToSql;
 
-use super::{history, leases, signals, workflows};
+use super::{history, leases, signals, workers, workflows};
 use crate::store::{QueryPlan, StoreError};
 
 /// Each frequent query whose table grows with the database's age,
@@ -17,7 +17,7 @@ pub(super) async fn explain_all(tx: &Tx<'_>) -> Result<Vec<QueryPlan>, StoreErro
     let (zero, one) = (0_i64, 1_i64);
     let (k, v) = ("k".to_string(), "v".to_string());
     let (keys, values) = (vec![k.clone()], vec![v.clone()]);
-    let checks: [(&'static str, &'static str, String, Vec<&(dyn ToSql + Sync)>); 9] = [
+    let checks: [(&'static str, &'static str, String, Vec<&(dyn ToSql + Sync)>); 10] = [
         (
             "claim",
             "Index Cond: ((name = n.name) AND (wake_at <=",
@@ -71,6 +71,12 @@ pub(super) async fn explain_all(tx: &Tx<'_>) -> Result<Vec<QueryPlan>, StoreErro
             "workflows_deadlines",
             workflows::OVERDUE_SQL.to_string(),
             vec![&zero],
+        ),
+        (
+            "lease holders",
+            "Index Cond: ((lease_owner = w.id) AND (lease_expires >",
+            workers::lease_holders_sql(),
+            vec![&id],
         ),
     ];
     let mut plans = Vec::with_capacity(checks.len());

@@ -173,4 +173,15 @@ CREATE INDEX events_loops ON events (workflow_id, location) INCLUDE (iteration, 
 ALTER TABLE events ADD COLUMN deleted_below BIGINT NOT NULL DEFAULT 0;
 "#,
     ),
+    (
+        10,
+        r#"
+-- Each worker looks for dead workers' leases twice a second, and ends
+-- them when it finds one: by owner and lease end in this index, which
+-- holds only the workflows running now, however many have finished.
+-- (Claims and renewals already change indexed columns: `wake_at`.)
+CREATE INDEX workflows_leased ON workflows (lease_owner, lease_expires)
+    WHERE state = 'running';
+"#,
+    ),
 ];

@@ -81,16 +81,34 @@ pub(super) async fn register(tx: &Tx<'_>, w: &WorkerRecord) -> Result<(), StoreE
     Ok(())
 }
 
+/// Registered workers other than `$1` holding leases that run past the
+/// database's now. Every worker asks this twice a second, so it reads the
+/// leased workflows' index by owner, never the whole table: a lateral
+/// subquery with a limit is looked up once per worker, where the planner
+/// could run an `EXISTS` as a join reading some other index whole.
+pub(super) fn lease_holders_sql() -> String {
+    format!(
+        "SELECT w.id FROM workers w CROSS JOIN LATERAL (
+             SELECT 1 FROM workflows f WHERE f.lease_owner = w.id
+             AND f.state = 'running' AND f.lease_expires > {DB_NOW} LIMIT 1) held
+         WHERE w.id <> $1"
+    )
+}
+
+/// Ends the leases of the workers `$1` that run past the database's now.
+/// Only after a worker died, with its leases running: the planner reads
+/// the leased index, or the runnable one when it holds fewer rows.
+fn reap_sql() -> String {
+    format!(
+        "UPDATE workflows SET lease_expires = {DB_NOW}, wake_at = LEAST(wake_at, updated_at)
+         WHERE lease_owner = ANY($1) AND state = 'running' AND lease_expires > {DB_NOW}"
+    )
+}
+
 /// Registered workers other than `me` that hold leases still running (on
 /// the database's clock).
 pub(super) async fn lease_holders(client: &Object, me: &str) -> Result<Vec<String>, StoreError> {
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT id FROM workers WHERE id <> $1 AND EXISTS (
-                 SELECT 1 FROM workflows WHERE lease_owner = workers.id
-                 AND state = 'running' AND lease_expires > {DB_NOW})"
-        ))
-        .await?;
+    let stmt = client.prepare_cached(&lease_holders_sql()).await?;
     let rows = client.query(&stmt, &[&me]).await?;
     rows.iter()
         .map(|r| r.try_get(0).map_err(StoreError::from))
@@ -126,15 +144,7 @@ pub(super) async fn reap(tx: &Tx<'_>, ids: &[String]) -> Result<u64, StoreError>
         &[&ids],
     )
     .await?;
-    let freed = tx
-        .execute(
-            &format!(
-                "UPDATE workflows SET lease_expires = {DB_NOW}, wake_at = LEAST(wake_at, updated_at)
-                 WHERE lease_owner = ANY($1) AND state = 'running' AND lease_expires > {DB_NOW}"
-            ),
-            &[&ids],
-        )
-        .await?;
+    let freed = tx.execute(&reap_sql(), &[&ids]).await?;
     tx.execute("DELETE FROM workers WHERE id = ANY($1)", &[&ids])
         .await?;
     Ok(freed)

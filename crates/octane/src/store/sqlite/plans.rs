@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, ToSql};
 
-use super::{history, leases, signals, workflows};
+use super::{history, leases, signals, workers, workflows};
 use crate::store::{QueryPlan, StoreError};
 
 /// Each frequent query whose table grows with the database's age,
@@ -82,6 +82,22 @@ pub(super) fn explain_all(conn: &Connection) -> Result<Vec<QueryPlan>, StoreErro
             "USING INDEX workflows_deadlines (deadline_at>? AND deadline_at<?)",
             workflows::OVERDUE_SQL,
             &[&zero],
+        )?,
+        explain(
+            conn,
+            "lease holders",
+            "USING COVERING INDEX workflows_leased (lease_owner=? AND lease_expires>?)",
+            workers::LEASE_HOLDERS_SQL,
+            &[&id, &zero],
+        )?,
+        // Rare (a worker died), but in the writer, where a whole-table read
+        // would hold up every commit.
+        explain(
+            conn,
+            "dead worker's leases",
+            "USING INDEX workflows_leased (lease_owner=? AND lease_expires>?)",
+            workers::REAP_SQL,
+            &[&id, &zero],
         )?,
     ])
 }

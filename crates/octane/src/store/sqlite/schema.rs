@@ -176,4 +176,15 @@ CREATE INDEX workflows_by_waiting_child ON workflows (waiting_child)
 ALTER TABLE events ADD COLUMN deleted_below INTEGER NOT NULL DEFAULT 0;
 "#,
     ),
+    (
+        11,
+        r#"
+-- Each worker looks for dead workers' leases twice a second, and ends
+-- them when it finds one: by owner and lease end in this index, which
+-- holds only the workflows running now, however many have finished.
+-- (Claims and renewals already change indexed columns: `wake_at`.)
+CREATE INDEX workflows_leased ON workflows (lease_owner, lease_expires)
+    WHERE state = 'running';
+"#,
+    ),
 ];

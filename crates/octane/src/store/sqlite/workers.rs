@@ -76,17 +76,24 @@ pub(super) fn register(conn: &Connection, w: &WorkerRecord) -> Result<(), StoreE
     Ok(())
 }
 
+/// Registered workers other than `?1` holding leases that run past `?2`.
+/// Every worker asks this twice a second, so it reads the leased
+/// workflows' index, never the whole table.
+pub(super) const LEASE_HOLDERS_SQL: &str = "SELECT id FROM workers WHERE id <> ?1 AND EXISTS (
+     SELECT 1 FROM workflows WHERE lease_owner = workers.id
+     AND state = 'running' AND lease_expires > ?2)";
+
+/// Ends the leases of worker `?1` that run past `?2`.
+pub(super) const REAP_SQL: &str = "UPDATE workflows SET lease_expires = ?2
+     WHERE lease_owner = ?1 AND state = 'running' AND lease_expires > ?2";
+
 /// Registered workers other than `me` that hold leases still running.
 pub(super) fn lease_holders(
     conn: &Connection,
     me: &str,
     now: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id FROM workers WHERE id <> ?1 AND EXISTS (
-             SELECT 1 FROM workflows WHERE lease_owner = workers.id
-             AND state = 'running' AND lease_expires > ?2)",
-    )?;
+    let mut stmt = conn.prepare_cached(LEASE_HOLDERS_SQL)?;
     let rows = stmt.query_map((me, now), |r| r.get::<_, String>(0))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
@@ -96,12 +103,7 @@ pub(super) fn lease_holders(
 pub(super) fn reap(conn: &Connection, ids: &[String], now: i64) -> Result<u64, StoreError> {
     let mut freed = 0;
     for id in ids {
-        freed += conn
-            .prepare_cached(
-                "UPDATE workflows SET lease_expires = ?2
-                 WHERE lease_owner = ?1 AND state = 'running' AND lease_expires > ?2",
-            )?
-            .execute((id, now))?;
+        freed += conn.prepare_cached(REAP_SQL)?.execute((id, now))?;
         conn.prepare_cached("DELETE FROM workers WHERE id = ?1")?
             .execute([id])?;
     }
