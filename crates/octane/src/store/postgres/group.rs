@@ -6,7 +6,9 @@
 //! with the workflow's completion or failure. A whole group goes out as one
 //! round trip: `BEGIN`, the group's lock (when a job finishes its
 //! workflow), then each job's fence, writes and transition, then `COMMIT` —
-//! one transaction, one WAL flush. At most [`IN_FLIGHT`] groups run at
+//! one transaction, one WAL flush. A group of one that only writes and
+//! deletes events is a single statement, committing on its own
+//! (`history::OneStatement`). At most [`IN_FLIGHT`] groups run at
 //! once; a commit that finds a slot free starts at once, alone, in the
 //! caller's task (a lone commit is never held back), and commits that
 //! queue while every slot is busy form the next group. Batching therefore grows with load.
@@ -193,10 +195,32 @@ async fn try_group(pool: &Pool, announcer: Option<&Announcer>, jobs: &[Job]) -> 
             Err(e) => return Outcome::JobFailed(i, e),
         }
     }
+    // A lone commit that only writes and deletes events is one statement.
+    let alone = match (jobs, finishes.as_slice()) {
+        ([job], [None]) => match history::OneStatement::of(&job.batch.ops) {
+            Ok(one) => one.map(|one| (job, one)),
+            Err(e) => return Outcome::JobFailed(0, e),
+        },
+        _ => None,
+    };
     let open = match pool.get().await {
         Ok(client) => Open::new(client),
         Err(e) => return Outcome::GroupFailed(e.into()),
     };
+    if let Some((job, one)) = alone {
+        return match one.send(&open.tx(false), &job.lease, job.batch.now).await {
+            // A broken connection: the statement was sent, and may have landed.
+            Err(e @ StoreError::Unavailable(_)) => Outcome::GroupFailed(e.during_commit()),
+            outcome => {
+                // Outside a transaction: the connection is free either way.
+                open.done();
+                match outcome {
+                    Ok(()) => Outcome::Committed,
+                    Err(e) => Outcome::JobFailed(0, e),
+                }
+            }
+        };
+    }
     let tx = open.tx(announcer.is_some());
     // Every statement is prepared before any is sent, so that the first
     // poll of each sends it, in order (see `history::apply`).

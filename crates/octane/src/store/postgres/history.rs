@@ -5,14 +5,14 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio_postgres::{Row, Statement};
 
-use super::{rows, signals, workflows};
+use super::{leases, rows, signals, workflows};
 use crate::history::{
     active_ranges, forgotten_ranges, iterations_range, Event, Location, LoopBoundary,
 };
 use crate::store::codec::{
     decode_count, decode_hash, decode_kind, decode_location, encode_count, encode_hash,
 };
-use crate::store::{StoreError, WorkflowId, WriteOp};
+use crate::store::{Lease, StoreError, WorkflowId, WriteOp};
 
 const EVENT_COLUMNS: &str =
     "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at, deleted_below";
@@ -258,6 +258,158 @@ async fn forget(
     let (from, to) = iterations_range(loop_location, from, below);
     tx.execute(stmt, &[&id, &from, &to]).await?;
     Ok(())
+}
+
+/// A commit of event writes and deletions alone, in one statement sent
+/// outside any transaction: the fence, the deletions and the upserts as
+/// data-modifying parts of one `WITH`, so that it costs one message and
+/// one statement, as a single-row insert does. The deletions and upserts
+/// each read the fence's answer, so the fence runs (and locks the row)
+/// before either writes; when it fails, the statement fails and nothing
+/// lands. Parameters: `$1`-`$5` the fence's, `$6`/`$7` the deleted key
+/// range (none when null), `$8`-`$17` and `$19` the events' columns, `$18`
+/// the time. One range as two values, not a list of ranges: a list joined
+/// to the table lets a generic plan walk all the workflow's events (and
+/// the dead entries of earlier deletions) for every commit.
+static ONE_STATEMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH fence (ok) AS ({fence}),
+         forgotten AS (
+             DELETE FROM events
+             WHERE workflow_id = $2 AND location >= $6 AND location < $7
+               AND (SELECT ok FROM fence) = 1),
+         put AS (
+             INSERT INTO events
+               (workflow_id, location, version, kind, name, input_hash, data, error, attempts,
+                iteration, done, recorded_at, deleted_below)
+             SELECT $2, r.location, r.version, r.kind, r.name, r.input_hash, r.data, r.error,
+                    r.attempts, r.iteration, r.done, $18, r.deleted_below
+             FROM unnest($8::bytea[], $9::int[], $10::int[], $11::text[], $12::bigint[],
+                         $13::text[], $14::text[], $15::int[], $16::bigint[], $17::bool[],
+                         $19::bigint[])
+               AS r (location, version, kind, name, input_hash, data, error, attempts,
+                     iteration, done, deleted_below)
+             WHERE (SELECT ok FROM fence) = 1
+             ON CONFLICT (workflow_id, location) DO UPDATE SET
+               version = EXCLUDED.version, kind = EXCLUDED.kind, name = EXCLUDED.name,
+               input_hash = EXCLUDED.input_hash, data = EXCLUDED.data, error = EXCLUDED.error,
+               attempts = EXCLUDED.attempts, iteration = EXCLUDED.iteration, done = EXCLUDED.done,
+               recorded_at = EXCLUDED.recorded_at, deleted_below = EXCLUDED.deleted_below)
+         SELECT ok FROM fence",
+        fence = leases::FENCE
+    )
+});
+
+/// The SQL of [`OneStatement`], for the plan checks.
+pub(super) fn one_statement_sql() -> &'static str {
+    &ONE_STATEMENT
+}
+
+/// The columns of the events and the key ranges of one [`ONE_STATEMENT`].
+#[derive(Default)]
+pub(super) struct OneStatement {
+    forget: Option<(Vec<u8>, Vec<u8>)>,
+    location: Vec<Vec<u8>>,
+    version: Vec<i32>,
+    kind: Vec<i32>,
+    name: Vec<String>,
+    input_hash: Vec<i64>,
+    data: Vec<Option<String>>,
+    error: Vec<Option<String>>,
+    attempts: Vec<i32>,
+    iteration: Vec<i64>,
+    done: Vec<bool>,
+    deleted_below: Vec<i64>,
+}
+
+impl OneStatement {
+    /// `ops` as one statement, if their order cannot matter: only event
+    /// writes and at most one deletion, no two writes to one location, and
+    /// no write inside the deleted range (in one statement every part sees
+    /// the rows as they were before it). `None` otherwise: [`apply`] keeps
+    /// the order. Fails, before anything is sent, on a value no column
+    /// holds.
+    pub(super) fn of(ops: &[WriteOp]) -> Result<Option<Self>, StoreError> {
+        let mut one = OneStatement::default();
+        for op in ops {
+            match op {
+                WriteOp::Put(e) => {
+                    let row = EventRow::encode(e)?;
+                    one.location.push(row.location);
+                    one.version.push(row.version);
+                    one.kind.push(row.kind);
+                    one.name.push(e.name.clone());
+                    one.input_hash.push(encode_hash(e.input_hash));
+                    one.data.push(e.data.clone());
+                    one.error.push(row.error);
+                    one.attempts.push(row.attempts);
+                    one.iteration.push(row.iteration);
+                    one.done.push(e.done);
+                    one.deleted_below.push(row.deleted_below);
+                }
+                WriteOp::ForgetIterations {
+                    loop_location,
+                    from,
+                    below,
+                } => {
+                    if one.forget.is_some() {
+                        return Ok(None);
+                    }
+                    one.forget = Some(iterations_range(loop_location, *from, *below));
+                }
+                WriteOp::AckSignals(_) | WriteOp::SendSignal(_) | WriteOp::CreateWorkflow(_) => {
+                    return Ok(None)
+                }
+            }
+        }
+        let mut locations: Vec<&Vec<u8>> = one.location.iter().collect();
+        locations.sort();
+        let repeated = locations.windows(2).any(|w| w[0] == w[1]);
+        let deleted = one
+            .forget
+            .as_ref()
+            .is_some_and(|(from, to)| one.location.iter().any(|l| l >= from && l < to));
+        Ok((!repeated && !deleted).then_some(one))
+    }
+
+    /// Sends the statement, fenced on `lease`, on a connection outside any
+    /// transaction: it commits on its own.
+    pub(super) async fn send(
+        &self,
+        tx: &Tx<'_>,
+        lease: &Lease,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let stmt = tx.prepare_cached(&ONE_STATEMENT).await?;
+        let id = lease.workflow_id.to_string();
+        tx.query_one(
+            &stmt,
+            &[
+                &vec![id.clone()],
+                &id,
+                &false,
+                &lease.owner.to_string(),
+                &lease.epoch,
+                &self.forget.as_ref().map(|(from, _)| from),
+                &self.forget.as_ref().map(|(_, to)| to),
+                &self.location,
+                &self.version,
+                &self.kind,
+                &self.name,
+                &self.input_hash,
+                &self.data,
+                &self.error,
+                &self.attempts,
+                &self.iteration,
+                &self.done,
+                &now,
+                &self.deleted_below,
+            ],
+        )
+        .await
+        .map(drop)
+        .map_err(|e| leases::fence_error(e, lease))
+    }
 }
 
 fn decode_event(row: &Row) -> Result<Event, StoreError> {

@@ -229,18 +229,21 @@ pub(super) async fn fence(tx: &Tx<'_>, rows: LockSet<'_>, lease: &Lease) -> Resu
             ],
         )
         .await;
-    match checked {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION)
-                && e.as_db_error()
-                    .is_some_and(|d| d.message().contains("lease lost")) =>
-        {
-            Err(StoreError::LeaseLost {
-                workflow_id: lease.workflow_id,
-            })
+    checked.map(drop).map_err(|e| fence_error(e, lease))
+}
+
+/// The error of a statement carrying [`FENCE`]: a lost lease when the
+/// fence failed it.
+pub(super) fn fence_error(e: tokio_postgres::Error, lease: &Lease) -> StoreError {
+    if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION)
+        && e.as_db_error()
+            .is_some_and(|d| d.message().contains("lease lost"))
+    {
+        StoreError::LeaseLost {
+            workflow_id: lease.workflow_id,
         }
-        Err(e) => Err(e.into()),
+    } else {
+        e.into()
     }
 }
 

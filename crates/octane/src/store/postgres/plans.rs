@@ -17,7 +17,11 @@ pub(super) async fn explain_all(tx: &Tx<'_>) -> Result<Vec<QueryPlan>, StoreErro
     let (zero, one) = (0_i64, 1_i64);
     let (k, v) = ("k".to_string(), "v".to_string());
     let (keys, values) = (vec![k.clone()], vec![v.clone()]);
-    let checks: [(&'static str, &'static str, String, Vec<&(dyn ToSql + Sync)>); 10] = [
+    // The columns of one event, for the one-statement commit.
+    let (ids, no, blobs) = (vec![id.to_string()], false, vec![key.to_vec()]);
+    let (ints, bigints, bools) = (vec![0_i32], vec![0_i64], vec![false]);
+    let (texts, maybe) = (vec![k.clone()], vec![None::<String>]);
+    let checks: [(&'static str, &'static str, String, Vec<&(dyn ToSql + Sync)>); 11] = [
         (
             "claim",
             "Index Cond: ((name = n.name) AND (wake_at <=",
@@ -71,6 +75,15 @@ pub(super) async fn explain_all(tx: &Tx<'_>) -> Result<Vec<QueryPlan>, StoreErro
             "workflows_deadlines",
             workflows::OVERDUE_SQL.to_string(),
             vec![&zero],
+        ),
+        (
+            "one-statement commit",
+            "AND (location >= '\\x01'::bytea) AND (location < '\\x01'::bytea))",
+            history::one_statement_sql().to_string(),
+            vec![
+                &ids, &id, &no, &id, &one, &key, &key, &blobs, &ints, &ints, &texts, &bigints,
+                &maybe, &maybe, &ints, &bigints, &bools, &zero, &bigints,
+            ],
         ),
         (
             "lease holders",
