@@ -471,6 +471,7 @@ async fn db_plans_reports_each_query_reading_its_index(db: TestDb) {
         "signal by tags",
         "prune",
         "waiters",
+        "lease holders",
     ] {
         assert!(out.contains(&format!("ok   {query}\n")), "{query}: {out}");
     }
@@ -485,7 +486,7 @@ async fn db_plans_reports_each_query_reading_its_index(db: TestDb) {
     );
     let err = one_line_error(&out);
     assert!(
-        err.contains("1 of 9 queries do not use their index: prune"),
+        err.contains("1 of 11 queries do not use their index: prune"),
         "{err}"
     );
 }
