@@ -38,7 +38,7 @@ use futures::{FutureExt, TryFutureExt};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::announce::Announcer;
-use super::{history, leases, workflows, Open};
+use super::{history, leases, workflows, Open, BEGIN_GENERIC};
 use crate::store::{Batch, Cause, Lease, StoreError};
 
 /// Groups in flight at once: enough to overlap one group's round trip and
@@ -254,7 +254,10 @@ async fn try_group(pool: &Pool, announcer: Option<&Announcer>, jobs: &[Job]) -> 
 
     // Each statement with the job it belongs to (`None`: the group's own).
     let mut pipeline: Vec<(Option<usize>, Statement<'_>)> = Vec::new();
-    pipeline.push((None, unit(async { Ok(tx.batch_execute("BEGIN").await?) })));
+    pipeline.push((
+        None,
+        unit(async { Ok(tx.batch_execute(BEGIN_GENERIC).await?) }),
+    ));
     if !finishing_ids.is_empty() {
         let (tx, ids, finishing_ids, lock) = (&tx, &ids, &finishing_ids, &lock);
         pipeline.push((

@@ -93,18 +93,12 @@ pub(super) async fn claim(tx: &Tx<'_>, req: &ClaimRequest) -> Result<Claimed, St
     let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
     let term = req.expires_at - req.now;
     let stmt = tx.prepare_cached(&claim_sql()).await?;
-    // The plan is the same for any values (an index scan per name that
-    // stops at the limit); planning it anew at each claim, as Postgres may
-    // for a statement whose generic plan it prices above the custom ones,
-    // cost more than running it. Sent together, in one round trip.
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-        [&owner, &term, &req.now, &limit, &req.names];
-    let (generic, rows) = futures::join!(
-        tx.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan"),
-        tx.query(&stmt, &params),
-    );
-    generic?;
-    let rows = rows?;
+    // Run in a transaction of generic plans (`BEGIN_GENERIC`): the plan is
+    // the same for any values, an index scan per name that stops at the
+    // limit.
+    let rows = tx
+        .query(&stmt, &[&owner, &term, &req.now, &limit, &req.names])
+        .await?;
     let mut workflows = Vec::with_capacity(rows.len());
     for row in rows {
         // Each row is decoded on its own: one that does not decode is

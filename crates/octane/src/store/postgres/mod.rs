@@ -60,6 +60,9 @@ mod signals;
 mod workers;
 mod workflows;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -141,12 +144,19 @@ impl Drop for PostgresStore {
 /// Runs `$body` in a transaction on a pooled connection and commits it.
 /// `BEGIN` is not waited for: it goes to the server with the body's first
 /// statements, in the same round trip (the server runs them in order, and
-/// an error in any aborts the transaction).
+/// an error in any aborts the transaction). `in_tx!(self, generic tx => …)`
+/// begins with [`BEGIN_GENERIC`] instead.
 macro_rules! in_tx {
-    ($self:ident, $tx:ident => $body:expr) => {{
+    ($self:ident, generic $tx:ident => $body:expr) => {
+        in_tx!(@begin BEGIN_GENERIC, $self, $tx => $body)
+    };
+    ($self:ident, $tx:ident => $body:expr) => {
+        in_tx!(@begin "BEGIN", $self, $tx => $body)
+    };
+    (@begin $begin:expr, $self:ident, $tx:ident => $body:expr) => {{
         let open = Open::new($self.pool.get().await?);
         let $tx = open.tx($self.notify);
-        let begin = $tx.batch_execute("BEGIN");
+        let begin = $tx.batch_execute($begin);
         let body = async { Ok::<_, StoreError>($body) };
         // `join!` polls `begin` first: it is on the wire before the body's
         // first statement.
@@ -163,6 +173,16 @@ macro_rules! in_tx {
         Ok(out)
     }};
 }
+
+/// Begins a transaction of the hot path (claims, commits, lease renewals)
+/// whose statements run on generic plans. They find rows by key, so one
+/// plan serves any values; but a statement naming its rows in an id list
+/// of unknown length (the fence, the group's lock, the renewal's lock), or
+/// scanning per name, has a generic plan Postgres prices above the custom
+/// plans of its first runs once the tables hold a few thousand rows, and
+/// left to choose it plans such a statement anew at every run — under a
+/// fan-out, more server time than running it. One message with `BEGIN`.
+pub(super) const BEGIN_GENERIC: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// A pooled connection inside a transaction this store began. Dropped
 /// before [`Open::done`] (an error, or the caller gave up), it rolls back
@@ -459,7 +479,7 @@ async fn listen(config: tokio_postgres::Config, watchers: Arc<Mutex<Listeners>>)
 #[async_trait]
 impl Store for PostgresStore {
     async fn claim(&self, request: ClaimRequest) -> Result<Claimed, StoreError> {
-        in_tx!(self, tx => leases::claim(&tx, &request).await?)
+        in_tx!(self, generic tx => leases::claim(&tx, &request).await?)
     }
 
     async fn load_history(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
@@ -470,7 +490,7 @@ impl Store for PostgresStore {
         if in_one_round_trip(&batch) {
             return self.group.commit(lease, batch).await;
         }
-        in_tx!(self, tx => {
+        in_tx!(self, generic tx => {
             // The fence, which locks every row the commit touches in id
             // order, is pipelined ahead of the history writes (prepared
             // first, like every pipelined statement: see `history::apply`).
@@ -493,7 +513,7 @@ impl Store for PostgresStore {
         now: i64,
         expires_at: i64,
     ) -> Result<Vec<WorkflowId>, StoreError> {
-        in_tx!(self, tx => leases::renew(&tx, &leases, now, expires_at - now).await?)
+        in_tx!(self, generic tx => leases::renew(&tx, &leases, now, expires_at - now).await?)
     }
 
     fn catalog(&self) -> &dyn Catalog {
