@@ -1,9 +1,11 @@
-//! Postgres: history-only commits queued while others are in flight share
-//! one transaction, each fenced on its own — one fenced off in the middle
-//! of a group fails alone, and the others commit.
+//! Postgres: history-only commits and dispatches queued while others are in
+//! flight share one transaction — a commit fenced off, or a dispatch the
+//! database refuses, in the middle of a group fails alone, and the others
+//! land.
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -12,7 +14,8 @@ use metrics::{
     Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
 };
 use octane::history::{Coordinate, Event, EventKind, Location, StepRequest};
-use octane::store::{Batch, Control, Lease, StoreError, Transition, WriteOp};
+use octane::store::{Batch, Control, Lease, NewWorkflow, Store, StoreError, Transition, WriteOp};
+use octane::WorkflowId;
 use support::{claim_new, TestDb};
 
 /// The largest commit group recorded.
@@ -26,6 +29,19 @@ impl HistogramFn for LargestGroup {
 }
 
 static LARGEST: LazyLock<Arc<LargestGroup>> = LazyLock::new(Default::default);
+
+/// Records group sizes into [`LARGEST`], from zero, for one test at a time
+/// (the recorder is the test binary's, the largest group one number).
+async fn watch_groups() -> tokio::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        metrics::set_global_recorder(GroupSizes).expect("the only recorder of this test binary")
+    });
+    let turn = ONE_AT_A_TIME.lock().await;
+    LARGEST.0.store(0, Ordering::SeqCst);
+    turn
+}
 
 struct GroupSizes;
 
@@ -65,32 +81,29 @@ const HELD: usize = 4;
 const QUEUED: usize = 16;
 const FENCED: usize = HELD + QUEUED / 2;
 
-async fn a_lease_lost_in_the_middle_of_a_group_fails_that_commit_alone(db: TestDb) {
-    metrics::set_global_recorder(GroupSizes).expect("the only recorder of this test binary");
-    let store = db.store().await;
-    let mut leases: Vec<Lease> = Vec::new();
-    for i in 0..HELD + QUEUED {
+/// Another session locks the rows of `HELD` claimed workflows; commits to
+/// them are submitted one by one, so each group in flight waits on that
+/// lock and what is submitted next queues up behind. Returns the session
+/// (its `COMMIT` lets the groups go on), the held leases and their commits.
+async fn hold_the_groups(
+    db: &TestDb,
+    store: &Arc<dyn Store>,
+) -> (
+    tokio_postgres::Client,
+    tokio::task::JoinSet<(usize, Result<(), StoreError>)>,
+    Vec<Lease>,
+) {
+    let mut leases = Vec::new();
+    for i in 0..HELD {
         // A name each: `claim_new`'s leases expire at once, and a second
         // claim of one name would take the first workflow over.
-        leases.push(claim_new(store.as_ref(), &format!("grouped-{i}"), "null").await);
+        leases.push(claim_new(store.as_ref(), &format!("held-{i}"), "null").await);
     }
-    // Cancelled while its worker still runs it: its lease no longer holds.
-    store
-        .catalog()
-        .control(leases[FENCED].workflow_id, Control::Cancel, 3)
-        .await
-        .unwrap();
-
-    // Another session holds the rows of the first commits, so every group
-    // in flight waits on them while the rest queue up behind.
     let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(connection);
-    let held: Vec<String> = leases[..HELD]
-        .iter()
-        .map(|l| l.workflow_id.to_string())
-        .collect();
+    let held: Vec<String> = leases.iter().map(|l| l.workflow_id.to_string()).collect();
     client.batch_execute("BEGIN").await.unwrap();
     client
         .execute(
@@ -99,25 +112,41 @@ async fn a_lease_lost_in_the_middle_of_a_group_fails_that_commit_alone(db: TestD
         )
         .await
         .unwrap();
-
     let mut commits = tokio::task::JoinSet::new();
-    let submit = |commits: &mut tokio::task::JoinSet<_>, i: usize| {
-        let store = store.clone();
-        let lease = leases[i].clone();
+    for (i, lease) in leases.iter().enumerate() {
+        let (store, lease) = (store.clone(), lease.clone());
         commits.spawn(async move { (i, store.commit(&lease, commit_of(i as u64)).await) });
-    };
-    for i in 0..HELD {
-        submit(&mut commits, i);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for i in HELD..HELD + QUEUED {
-        submit(&mut commits, i);
+    (client, commits, leases)
+}
+
+async fn a_lease_lost_in_the_middle_of_a_group_fails_that_commit_alone(db: TestDb) {
+    let _turn = watch_groups().await;
+    let store = db.store().await;
+    let mut leases: Vec<Lease> = Vec::new();
+    for i in 0..QUEUED {
+        leases.push(claim_new(store.as_ref(), &format!("grouped-{i}"), "null").await);
+    }
+    // Cancelled while its worker still runs it: its lease no longer holds.
+    store
+        .catalog()
+        .control(leases[FENCED - HELD].workflow_id, Control::Cancel, 3)
+        .await
+        .unwrap();
+
+    let (client, mut commits, held) = hold_the_groups(&db, &store).await;
+    for (i, lease) in leases.iter().enumerate() {
+        let (store, lease) = (store.clone(), lease.clone());
+        let i = HELD + i;
+        commits.spawn(async move { (i, store.commit(&lease, commit_of(i as u64)).await) });
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     client.batch_execute("COMMIT").await.unwrap();
 
     let mut outcomes: Vec<(usize, Result<(), StoreError>)> = commits.join_all().await;
     outcomes.sort_by_key(|(i, _)| *i);
+    leases.splice(0..0, held);
     for (i, outcome) in &outcomes {
         let id = leases[*i].workflow_id;
         let stored = store.catalog().all_events(id).await.unwrap();
@@ -146,4 +175,64 @@ async fn a_lease_lost_in_the_middle_of_a_group_fails_that_commit_alone(db: TestD
     );
 }
 
-support::postgres_tests!(a_lease_lost_in_the_middle_of_a_group_fails_that_commit_alone);
+/// The dispatch among the queued ones that Postgres refuses: a tag value
+/// holding a NUL, which a `text` column cannot store.
+const REFUSED: usize = QUEUED / 2;
+
+async fn dispatches_queued_behind_others_share_a_group_and_a_refused_one_fails_alone(db: TestDb) {
+    let _turn = watch_groups().await;
+    let store = db.store().await;
+    let (client, commits, _) = hold_the_groups(&db, &store).await;
+    let mut dispatches = tokio::task::JoinSet::new();
+    for i in 0..QUEUED {
+        let store = store.clone();
+        let value = if i == REFUSED { "a\0b" } else { "ok" };
+        let workflow = NewWorkflow {
+            id: WorkflowId::new(),
+            name: format!("dispatched-{i}"),
+            input: i.to_string(),
+            tags: BTreeMap::from([("n".to_string(), value.to_string())]),
+            now: 2,
+            parent: None,
+            key: None,
+            deadline_at: None,
+        };
+        dispatches.spawn(async move {
+            let id = workflow.id;
+            (i, id, store.catalog().create(workflow).await)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.batch_execute("COMMIT").await.unwrap();
+    for (i, outcome) in commits.join_all().await {
+        assert!(outcome.is_ok(), "held commit {i}: {outcome:?}");
+    }
+
+    let mut outcomes = dispatches.join_all().await;
+    outcomes.sort_by_key(|(i, ..)| *i);
+    for (i, id, outcome) in outcomes {
+        let stored = store.catalog().get(id).await.unwrap();
+        if i == REFUSED {
+            assert!(
+                matches!(outcome, Err(StoreError::Rejected(_))),
+                "the refused dispatch: {outcome:?}"
+            );
+            assert!(stored.is_none(), "the refused dispatch landed: {stored:?}");
+        } else {
+            assert_eq!(outcome.ok(), Some(id), "dispatch {i}");
+            let stored = stored.unwrap_or_else(|| panic!("dispatch {i} reported success"));
+            assert_eq!(stored.input, i.to_string(), "dispatch {i}");
+            assert_eq!(stored.tags.get("n").map(String::as_str), Some("ok"));
+        }
+    }
+    let largest = LARGEST.0.load(Ordering::SeqCst);
+    assert!(
+        largest >= QUEUED as u64,
+        "the queued dispatches (the refused one among them) shared a transaction: largest group {largest}"
+    );
+}
+
+support::postgres_tests!(
+    a_lease_lost_in_the_middle_of_a_group_fails_that_commit_alone,
+    dispatches_queued_behind_others_share_a_group_and_a_refused_one_fails_alone
+);

@@ -3,24 +3,27 @@
 //! transaction.
 //!
 //! Those are history writes (an activity's result, a checkpoint), alone or
-//! with the workflow's completion or failure. A whole group goes out as one
-//! round trip: `BEGIN`, the group's lock (when a job finishes its
-//! workflow), then each job's fence, writes and transition, then `COMMIT` —
-//! one transaction, one WAL flush. A group of one that only writes and
-//! deletes events is a single statement, committing on its own
-//! (`history::OneStatement`). At most [`IN_FLIGHT`] groups run at
-//! once; a commit that finds a slot free starts at once, alone, in the
-//! caller's task (a lone commit is never held back), and commits that
-//! queue while every slot is busy form the next group. Batching therefore grows with load.
+//! with the workflow's completion or failure, and new workflows without a
+//! dispatch key (a keyed one reads the key's holder first, and goes
+//! alone). A whole group goes out as one round trip: `BEGIN`, the group's
+//! lock (when a job finishes its workflow), then each job's fence, writes
+//! and transition or its new workflow, then `COMMIT` — one transaction, one
+//! WAL flush. A group of one that only writes and deletes events is a
+//! single statement, committing on its own (`history::OneStatement`). At
+//! most [`IN_FLIGHT`] groups run at once; a job that finds a slot free
+//! starts at once, alone, in the caller's task (a lone commit is never held
+//! back), and jobs that queue while every slot is busy form the next group.
+//! Batching therefore grows with load.
 //!
-//! Each job is fenced on its own. When one fails (its lease was lost, the
-//! database refused a value), the server has aborted the transaction, so
-//! nothing of the group landed: that job is told its error, and the others
-//! go again, without it, in a fresh transaction. None is ever told of a
-//! success or a failure that is not its own. (Going again is safe even if
-//! the transaction had committed: the writes are upserts, range deletes
-//! and a transition the fence refuses a second time.) When the connection
-//! breaks, every job is told its outcome is unknown.
+//! Each commit is fenced on its own. When a job fails (its lease was lost,
+//! the database refused a value), the server has aborted the transaction,
+//! so nothing of the group landed: that job is told its error, and the
+//! others go again, without it, in a fresh transaction. None is ever told
+//! of a success or a failure that is not its own. (Going again is safe even
+//! if the transaction had committed: the writes are upserts, range deletes
+//! and a transition the fence refuses a second time, and a new workflow's
+//! insert fails on its id rather than storing it twice.) When the
+//! connection breaks, every job is told its outcome is unknown.
 //!
 //! A group locks rows in id order, the order every transaction locking
 //! several rows keeps (see `leases`): its jobs are sorted by workflow id,
@@ -39,7 +42,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::announce::Announcer;
 use super::{history, leases, workflows, Open, BEGIN_GENERIC};
-use crate::store::{Batch, Cause, Lease, StoreError};
+use crate::store::{Batch, Cause, Lease, NewWorkflow, StoreError, WorkflowId};
 
 /// Groups in flight at once: enough to overlap one group's round trip and
 /// WAL flush with the next, few enough that commits queue up into groups.
@@ -48,10 +51,27 @@ pub(super) const IN_FLIGHT: usize = 2;
 /// The most jobs one group takes.
 const MAX_JOBS: usize = 64;
 
+/// What a job commits.
+enum Work {
+    /// History writes and a transition, fenced on the lease.
+    Commit { lease: Lease, batch: Batch },
+    /// A new workflow without a dispatch key.
+    Create(NewWorkflow),
+}
+
 struct Job {
-    lease: Lease,
-    batch: Batch,
+    work: Work,
     done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl Job {
+    /// The workflow it writes, by which a group orders its jobs.
+    fn workflow_id(&self) -> WorkflowId {
+        match &self.work {
+            Work::Commit { lease, .. } => lease.workflow_id,
+            Work::Create(wf) => wf.id,
+        }
+    }
 }
 
 /// The queue of history-only commits; dropping it stops its task once the
@@ -84,17 +104,29 @@ impl GroupCommit {
     }
 
     /// Commits `batch` under `lease` in the next group, and returns once
-    /// that group is durable. With a slot free it is a group of its own,
-    /// committed by the caller (no task in between); otherwise it queues
-    /// for the next group. (A freed slot goes to the group forming first:
-    /// the semaphore serves waiters before `try_acquire`.)
+    /// that group is durable (see [`GroupCommit::submit`]).
     pub(super) async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
-        let (done, outcome) = oneshot::channel();
-        let job = Job {
+        self.submit(Work::Commit {
             lease: lease.clone(),
             batch,
-            done,
-        };
+        })
+        .await
+    }
+
+    /// Inserts `workflow`, which has no dispatch key, in the next group, and
+    /// returns once that group is durable.
+    pub(super) async fn create(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
+        debug_assert!(workflow.key.is_none(), "a keyed dispatch goes alone");
+        self.submit(Work::Create(workflow)).await
+    }
+
+    /// With a slot free, `work` is a group of its own, committed by the
+    /// caller (no task in between); otherwise it queues for the next group.
+    /// (A freed slot goes to the group forming first: the semaphore serves
+    /// waiters before `try_acquire`.)
+    async fn submit(&self, work: Work) -> Result<(), StoreError> {
+        let (done, outcome) = oneshot::channel();
+        let job = Job { work, done };
         match self.slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 commit_group(&self.pool, self.announcer.as_deref(), vec![job]).await;
@@ -142,7 +174,7 @@ async fn form_groups(
 /// Commits `jobs` in one transaction, taking out and answering each job
 /// that fails, until the rest commit (or the connection fails them all).
 async fn commit_group(pool: &Pool, announcer: Option<&Announcer>, mut jobs: Vec<Job>) {
-    jobs.sort_by_key(|j| j.lease.workflow_id.to_string());
+    jobs.sort_by_key(|j| j.workflow_id().to_string());
     metrics::histogram!("octane_postgres_group_size").record(jobs.len() as f64);
     loop {
         // A caller that gave up (its run is gone) is not committed for.
@@ -190,15 +222,27 @@ const LOCK_GROUP: &str = "SELECT 1 FROM workflows
 async fn try_group(pool: &Pool, announcer: Option<&Announcer>, jobs: &[Job]) -> Outcome {
     let mut finishes = Vec::with_capacity(jobs.len());
     for (i, job) in jobs.iter().enumerate() {
-        match workflows::Finish::of(job.lease.workflow_id, &job.batch.transition, job.batch.now) {
+        let finish = match &job.work {
+            Work::Commit { lease, batch } => {
+                workflows::Finish::of(lease.workflow_id, &batch.transition, batch.now)
+            }
+            Work::Create(_) => Ok(None),
+        };
+        match finish {
             Ok(finish) => finishes.push(finish),
             Err(e) => return Outcome::JobFailed(i, e),
         }
     }
     // A lone commit that only writes and deletes events is one statement.
     let alone = match (jobs, finishes.as_slice()) {
-        ([job], [None]) => match history::OneStatement::of(&job.batch.ops) {
-            Ok(one) => one.map(|one| (job, one)),
+        (
+            [Job {
+                work: Work::Commit { lease, batch },
+                ..
+            }],
+            [None],
+        ) => match history::OneStatement::of(&batch.ops) {
+            Ok(one) => one.map(|one| (lease, batch, one)),
             Err(e) => return Outcome::JobFailed(0, e),
         },
         _ => None,
@@ -207,8 +251,8 @@ async fn try_group(pool: &Pool, announcer: Option<&Announcer>, jobs: &[Job]) -> 
         Ok(client) => Open::new(client),
         Err(e) => return Outcome::GroupFailed(e.into()),
     };
-    if let Some((job, one)) = alone {
-        return match one.send(&open.tx(false), &job.lease, job.batch.now).await {
+    if let Some((lease, batch, one)) = alone {
+        return match one.send(&open.tx(false), lease, batch.now).await {
             // A broken connection: the statement was sent, and may have landed.
             Err(e @ StoreError::Unavailable(_)) => Outcome::GroupFailed(e.during_commit()),
             outcome => {
@@ -227,6 +271,7 @@ async fn try_group(pool: &Pool, announcer: Option<&Announcer>, jobs: &[Job]) -> 
     let prepared = async {
         let fence = tx.prepare_cached(leases::FENCE).await?;
         let lock = tx.prepare_cached(LOCK_GROUP).await?;
+        let insert = tx.prepare_cached(workflows::INSERT_SQL).await?;
         history::prepare(&tx).await?;
         let mut finishing = Vec::with_capacity(jobs.len());
         for finish in &finishes {
@@ -235,16 +280,13 @@ async fn try_group(pool: &Pool, announcer: Option<&Announcer>, jobs: &[Job]) -> 
                 None => None,
             });
         }
-        Ok::<_, StoreError>((fence, lock, finishing))
+        Ok::<_, StoreError>((fence, lock, insert, finishing))
     };
-    let (fence, lock, finishing) = match prepared.await {
+    let (fence, lock, insert, finishing) = match prepared.await {
         Ok(p) => p,
         Err(e) => return Outcome::GroupFailed(e),
     };
-    let ids: Vec<String> = jobs
-        .iter()
-        .map(|j| j.lease.workflow_id.to_string())
-        .collect();
+    let ids: Vec<String> = jobs.iter().map(|j| j.workflow_id().to_string()).collect();
     let finishing_ids: Vec<String> = ids
         .iter()
         .zip(&finishes)
@@ -272,20 +314,24 @@ async fn try_group(pool: &Pool, announcer: Option<&Announcer>, jobs: &[Job]) -> 
         ));
     }
     for (i, job) in jobs.iter().enumerate() {
+        let (lease, batch) = match &job.work {
+            Work::Commit { lease, batch } => (lease, batch),
+            Work::Create(wf) => match workflows::insert(&tx, &insert, wf) {
+                Ok(inserted) => {
+                    pipeline.push((Some(i), unit(inserted.map_ok(|_| ()))));
+                    continue;
+                }
+                Err(e) => return Outcome::JobFailed(i, e),
+            },
+        };
         let rows = leases::LockSet {
             id: ids[i].clone(),
             others: Vec::new(),
             with_waiters: false,
             stmt: &fence,
         };
-        let fenced = leases::fence(&tx, rows, &job.lease).boxed();
-        let writes = history::apply(
-            &tx,
-            fenced,
-            job.lease.workflow_id,
-            &job.batch.ops,
-            job.batch.now,
-        );
+        let fenced = leases::fence(&tx, rows, lease).boxed();
+        let writes = history::apply(&tx, fenced, lease.workflow_id, &batch.ops, batch.now);
         pipeline.push((Some(i), unit(writes)));
         if let (Some(finish), Some(stmts)) = (&finishes[i], &finishing[i]) {
             for statement in finish.send(&tx, stmts) {
@@ -318,7 +364,8 @@ async fn try_group(pool: &Pool, announcer: Option<&Announcer>, jobs: &[Job]) -> 
     }
     match failed {
         None => {
-            open.done();
+            // Finishes report whom they woke; inserts note their names.
+            woken.extend(open.done());
             if let Some(announcer) = announcer {
                 announcer.runnable(woken);
             }

@@ -638,6 +638,10 @@ impl Store for PostgresStore {
 #[async_trait]
 impl Catalog for PostgresStore {
     async fn create(&self, workflow: NewWorkflow) -> Result<WorkflowId, StoreError> {
+        if workflow.key.is_none() {
+            let id = workflow.id;
+            return self.group.create(workflow).await.map(|()| id);
+        }
         in_tx!(self, tx => workflows::create(&tx, &workflow).await?)
     }
 

@@ -31,6 +31,65 @@ const COLUMNS: &str = "id, name, state, input, output, error, tags,
 const HOLDER_SQL: &str = "SELECT id, state IN ('completed', 'failed', 'cancelled') FROM workflows
      WHERE name = $1 AND dispatch_key = $2 ORDER BY 2, created_at DESC LIMIT 1";
 
+/// Inserts a workflow and its tags in one statement, unless its key is
+/// held (see [`create`]); answers how many workflows it inserted (0 or 1).
+pub(super) const INSERT_SQL: &str = "WITH w AS (
+         INSERT INTO workflows
+           (id, name, input, tags, state, wake_at, created_at, updated_at, parent_id, dispatch_key,
+            deadline_at)
+         VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5, $6, $7, $8)
+         ON CONFLICT (name, dispatch_key) WHERE dispatch_key IS NOT NULL
+             AND state NOT IN ('completed', 'failed', 'cancelled')
+         DO NOTHING
+         RETURNING id),
+     tagged AS (
+         INSERT INTO workflow_tags (workflow_id, key, value)
+         SELECT w.id, t.key, t.value FROM w, unnest($9::text[], $10::text[]) AS t (key, value))
+     SELECT count(*) FROM w";
+
+/// Sends [`INSERT_SQL`] (prepared as `stmt`) for `wf` on its first poll;
+/// returns whether it inserted the workflow. Fails, before anything is
+/// sent, on tags that do not encode.
+pub(super) fn insert<'t>(
+    tx: &'t Tx<'_>,
+    stmt: &'t Statement,
+    wf: &'t NewWorkflow,
+) -> Result<impl std::future::Future<Output = Result<bool, StoreError>> + Send + 't, StoreError> {
+    let tags = serde_json::to_string(&wf.tags).map_err(|e| StoreError::Corrupt {
+        table: "workflows",
+        detail: e.to_string(),
+    })?;
+    let id = wf.id.to_string();
+    let parent = wf.parent.map(|p| p.to_string());
+    let key = wf.key.as_ref().map(|k| k.key.clone());
+    let (keys, values): (Vec<&String>, Vec<&String>) = wf.tags.iter().unzip();
+    let sent = async move {
+        let row = tx
+            .query_one(
+                stmt,
+                &[
+                    &id,
+                    &wf.name,
+                    &wf.input,
+                    &tags,
+                    &wf.now,
+                    &parent,
+                    &key,
+                    &wf.deadline_at,
+                    &keys,
+                    &values,
+                ],
+            )
+            .await?;
+        let inserted = row.try_get::<_, i64>(0)? == 1;
+        if inserted {
+            note_runnable(tx, [&wf.name]);
+        }
+        Ok(inserted)
+    };
+    Ok(sent)
+}
+
 /// Inserts the workflow, unless its key is held. A concurrent dispatch
 /// with the same key meets the unique index `workflows_by_key`: its insert
 /// waits for ours, then does nothing, and it returns our workflow.
@@ -42,60 +101,25 @@ pub(super) async fn create(tx: &Tx<'_>, wf: &NewWorkflow) -> Result<WorkflowId, 
             }
         }
     }
-    let id = wf.id.to_string();
-    let tags = serde_json::to_string(&wf.tags).map_err(|e| StoreError::Corrupt {
-        table: "workflows",
-        detail: e.to_string(),
-    })?;
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO workflows
-             (id, name, input, tags, state, wake_at, created_at, updated_at, parent_id, dispatch_key,
-              deadline_at)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5, $6, $7, $8)
-             ON CONFLICT (name, dispatch_key) WHERE dispatch_key IS NOT NULL
-                 AND state NOT IN ('completed', 'failed', 'cancelled')
-             DO NOTHING",
-        )
-        .await?;
-    let parent = wf.parent.map(|p| p.to_string());
-    let key = wf.key.as_ref().map(|k| &k.key);
-    let inserted = tx
-        .execute(
-            &stmt,
-            &[
-                &id,
-                &wf.name,
-                &wf.input,
-                &tags,
-                &wf.now,
-                &parent,
-                &key,
-                &wf.deadline_at,
-            ],
-        )
-        .await?;
-    if inserted == 0 {
-        let key = key.expect("only a keyed insert can conflict");
-        let (holder, _) = holder(tx, &wf.name, key)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt {
-                table: "workflows",
-                detail: format!(
-                    "key `{key}` of `{}` conflicted, yet no workflow holds it",
-                    wf.name
-                ),
-            })?;
-        return Ok(holder);
+    let stmt = tx.prepare_cached(INSERT_SQL).await?;
+    if insert(tx, &stmt, wf)?.await? {
+        return Ok(wf.id);
     }
-    let tag = tx
-        .prepare_cached("INSERT INTO workflow_tags (workflow_id, key, value) VALUES ($1, $2, $3)")
-        .await?;
-    for (k, v) in &wf.tags {
-        tx.execute(&tag, &[&id, k, v]).await?;
-    }
-    note_runnable(tx, [&wf.name]);
-    Ok(wf.id)
+    let key = &wf
+        .key
+        .as_ref()
+        .expect("only a keyed insert can conflict")
+        .key;
+    let (holder, _) = holder(tx, &wf.name, key)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt {
+            table: "workflows",
+            detail: format!(
+                "key `{key}` of `{}` conflicted, yet no workflow holds it",
+                wf.name
+            ),
+        })?;
+    Ok(holder)
 }
 
 async fn holder(
