@@ -174,6 +174,21 @@ macro_rules! in_tx {
     }};
 }
 
+/// Runs `$body`, which only reads, on a pooled connection outside any
+/// transaction. Under `READ COMMITTED` a transaction gives its statements
+/// no common snapshot, only a `BEGIN` and a `COMMIT` more, the `COMMIT` a
+/// round trip of its own: a workflow's history read at every claim paid
+/// three round trips for two queries.
+macro_rules! read {
+    ($self:ident, $tx:ident => $body:expr) => {{
+        let open = Open::new($self.pool.get().await?);
+        let $tx = open.tx(false);
+        let out = async { Ok::<_, StoreError>($body) }.await?;
+        open.done();
+        Ok(out)
+    }};
+}
+
 /// Begins a transaction of the hot path (claims, commits, lease renewals)
 /// whose statements run on generic plans. They find rows by key, so one
 /// plan serves any values; but a statement naming its rows in an id list
@@ -483,7 +498,7 @@ impl Store for PostgresStore {
     }
 
     async fn load_history(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
-        in_tx!(self, tx => history::load(&tx, id).await?)
+        read!(self, tx => history::load(&tx, id).await?)
     }
 
     async fn commit(&self, lease: &Lease, batch: Batch) -> Result<(), StoreError> {
@@ -646,19 +661,19 @@ impl Catalog for PostgresStore {
     }
 
     async fn all_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
-        in_tx!(self, tx => history::all(&tx, id).await?)
+        read!(self, tx => history::all(&tx, id).await?)
     }
 
     async fn loop_events(&self, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
-        in_tx!(self, tx => history::loops(&tx, id).await?)
+        read!(self, tx => history::loops(&tx, id).await?)
     }
 
     async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {
-        in_tx!(self, tx => workflows::get(&tx, id).await?)
+        read!(self, tx => workflows::get(&tx, id).await?)
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<WorkflowInfo>, StoreError> {
-        in_tx!(self, tx => workflows::list(&tx, &filter).await?)
+        read!(self, tx => workflows::list(&tx, &filter).await?)
     }
 
     async fn send_signal(&self, signal: NewSignal) -> Result<Delivery, StoreError> {
@@ -675,7 +690,7 @@ impl Catalog for PostgresStore {
         names: Vec<String>,
         limit: usize,
     ) -> Result<Vec<PendingSignal>, StoreError> {
-        in_tx!(self, tx => signals::pending(&tx, id, &names, limit).await?)
+        read!(self, tx => signals::pending(&tx, id, &names, limit).await?)
     }
 
     async fn prune(&self, before: i64, max_rows: usize) -> Result<u64, StoreError> {
@@ -696,7 +711,7 @@ impl Catalog for PostgresStore {
     }
 
     async fn census(&self) -> Result<Census, StoreError> {
-        in_tx!(self, tx => workflows::census(&tx).await?)
+        read!(self, tx => workflows::census(&tx).await?)
     }
 
     async fn put_schedule(&self, schedule: ScheduleInfo) -> Result<(), StoreError> {
@@ -705,7 +720,7 @@ impl Catalog for PostgresStore {
     }
 
     async fn schedules(&self) -> Result<Vec<ScheduleInfo>, StoreError> {
-        in_tx!(self, tx => schedules::all(&tx).await?)
+        read!(self, tx => schedules::all(&tx).await?)
     }
 
     async fn pause_schedule(
