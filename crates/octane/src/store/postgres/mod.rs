@@ -1,13 +1,16 @@
 //! The PostgreSQL store, for many workers on many machines.
 //!
 //! # Connections
-//! A pool of connections (`deadpool-postgres`) serves every operation, each
-//! in its own transaction; a broken connection is dropped and replaced on
-//! its next use. One more connection `LISTEN`s for wake-ups and reconnects
+//! A pool of connections (`deadpool-postgres`) serves every operation:
+//! each write in its own transaction (or a group's: see `group`), each read
+//! outside any; a broken connection is dropped and replaced on its next
+//! use. Claims, commits and lease renewals run on generic plans (see
+//! [`BEGIN_GENERIC`]). One more connection `LISTEN`s for wake-ups and reconnects
 //! with backoff when the server goes away.
 //!
 //! # Which writes share a transaction
-//! - `create`: the workflow row, its tag rows, and a `NOTIFY`.
+//! - `create`: the workflow row, its tag rows, and a `NOTIFY`; without a
+//!   dispatch key, in the group commit with other dispatches and commits.
 //! - `claim`: the lease (owner, epoch + 1, expiry) of every claimed row,
 //!   chosen with `FOR UPDATE SKIP LOCKED` so concurrent workers never wait
 //!   on each other.
