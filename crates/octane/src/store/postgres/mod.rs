@@ -4,8 +4,8 @@
 //! A pool of connections (`deadpool-postgres`) serves every operation:
 //! each write in its own transaction (or a group's: see `group`), each read
 //! outside any; a broken connection is dropped and replaced on its next
-//! use. Claims, commits and lease renewals run on generic plans (see
-//! [`BEGIN_GENERIC`]). One more connection `LISTEN`s for wake-ups and reconnects
+//! use. Claims, commits and lease renewals run on generic plans
+//! (`BEGIN_GENERIC`). One more connection `LISTEN`s for wake-ups and reconnects
 //! with backoff when the server goes away.
 //!
 //! # Which writes share a transaction
