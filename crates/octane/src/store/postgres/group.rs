@@ -74,8 +74,8 @@ impl Job {
     }
 }
 
-/// The queue of history-only commits; dropping it stops its task once the
-/// queued jobs are done.
+/// The queue of grouped jobs (commits and dispatches); dropping it stops
+/// its task once the queued jobs are done.
 pub(super) struct GroupCommit {
     jobs: mpsc::UnboundedSender<Job>,
     slots: Arc<Semaphore>,
