@@ -202,10 +202,11 @@ macro_rules! read {
 /// fan-out, more server time than running it. One message with `BEGIN`.
 pub(super) const BEGIN_GENERIC: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
 
-/// A pooled connection inside a transaction this store began. Dropped
-/// before [`Open::done`] (an error, or the caller gave up), it rolls back
-/// before the connection goes back to the pool, so no one else's statements
-/// run in a transaction left open.
+/// A pooled connection inside a transaction this store began, or serving
+/// statements outside one (reads, a one-statement commit). Dropped before
+/// [`Open::done`] (an error, or the caller gave up), it rolls back before
+/// the connection goes back to the pool, so no one else's statements run
+/// in a transaction left open (outside one, the rollback only warns).
 struct Open {
     client: Option<deadpool_postgres::Object>,
     runnable: Mutex<Vec<String>>,
