@@ -61,11 +61,9 @@ async fn a_crash_after_any_iteration_in_a_batch_loses_nothing(db: TestDb) {
 
 async fn a_long_loop_crashed_at_any_iteration_resumes_from_its_newest_checkpoint(db: TestDb) {
     // One checkpoint per iteration, each forgetting (and, with retain(0),
-    // deleting) everything before it, over enough iterations that a store
-    // which keeps some checkpoints elsewhere than in the loop's own row
-    // (Postgres: in the row of the step they ride with) must find the
-    // newest among them: resuming from an older one would run deleted
-    // iterations' activities again.
+    // deleting) everything before it, crashed after every step of a loop
+    // long enough to cover many checkpoints: resuming from any but the
+    // newest would run deleted iterations' activities again.
     for crash_at in 1..=34 {
         let input = Counting::new(&unique("long"), 36, 1);
         crash_and_resume(&db, input, crash_at, false).await;

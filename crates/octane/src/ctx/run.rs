@@ -767,17 +767,11 @@ fn is_loop_bookkeeping(op: &WriteOp) -> bool {
 }
 
 /// Whether `new` makes the still-pending `old` pointless: a newer checkpoint
-/// of the same loop, or a wider forget range of the same loop. A loop's
-/// first checkpoint (iteration 0) is always written: it creates the loop's
-/// event, which a store may rely on existing once a later checkpoint is
-/// written (Postgres keeps most later ones in the rows of steps).
+/// of the same loop, or a wider forget range of the same loop.
 fn supersedes(new: &WriteOp, old: &WriteOp) -> bool {
     match (new, old) {
         (WriteOp::Put(n), WriteOp::Put(o)) => {
-            n.kind == EventKind::Loop
-                && o.kind == EventKind::Loop
-                && n.location == o.location
-                && o.iteration > 0
+            n.kind == EventKind::Loop && o.kind == EventKind::Loop && n.location == o.location
         }
         (
             WriteOp::ForgetIterations {

@@ -7,8 +7,7 @@ use tokio_postgres::{Row, Statement};
 
 use super::{leases, rows, signals, workflows};
 use crate::history::{
-    active_ranges, forgotten_ranges, is_forgotten, iteration_location, iterations_range, Event,
-    EventKind, Location, LoopBoundary,
+    active_ranges, forgotten_ranges, iterations_range, Event, Location, LoopBoundary,
 };
 use crate::store::codec::{
     decode_count, decode_hash, decode_kind, decode_location, encode_count, encode_hash,
@@ -16,24 +15,7 @@ use crate::store::codec::{
 use crate::store::{Lease, StoreError, WorkflowId, WriteOp};
 
 const EVENT_COLUMNS: &str =
-    "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at, deleted_below, \
-     checkpoint_state, checkpoint_deleted_below";
-
-/// A loop's checkpoint at iteration `i` is written in the same statement as
-/// a step of iteration `i` (the activity whose commit it rides in) as two
-/// more columns of that step's row, instead of rewriting the loop's own row:
-/// one row written per iteration instead of two. At iterations that are a
-/// multiple of this the loop's row is rewritten, so that while every
-/// checkpoint is written (a loop whose iterations each commit a step) the
-/// row is fewer than this many iterations behind, and a load reads fewer
-/// than this many iterations more than it keeps. Only the one-statement
-/// commit carries (see [`carried`]); every other path writes the loop's row.
-///
-/// A loop's checkpoint is the newest of its row and of the steps carrying
-/// one ([`with_carried`]). A carrying step sits directly in its iteration's
-/// branch, so only its own loop's deletions of old iterations ever delete
-/// it, and those never reach the iteration of the newest checkpoint.
-pub(super) const CARRY_EVERY: u64 = 8;
+    "location, version, kind, name, input_hash, data, error, attempts, iteration, done, recorded_at, deleted_below";
 
 /// The loop events of a workflow: where each loop's active iterations start.
 pub(super) const LOOPS_SQL: &str =
@@ -64,86 +46,23 @@ pub(super) async fn load(tx: &Tx<'_>, id: WorkflowId) -> Result<Vec<Event>, Stor
             },
         });
     }
-    let mut rows = Vec::new();
+    let mut events = Vec::new();
     for range in active_ranges(&forgotten_ranges(boundaries)) {
         let stmt = tx.prepare_cached(&range_sql(range.to.is_some())).await?;
-        rows.extend(match &range.to {
+        let rows = match &range.to {
             Some(to) => tx.query(&stmt, &[&id, &range.from, to]).await?,
             None => tx.query(&stmt, &[&id, &range.from]).await?,
-        });
-    }
-    let (mut events, moved) = with_carried(&rows)?;
-    if moved {
-        // Newer checkpoints than the loops' rows hold forget more.
-        let forgotten = forgotten_ranges(
-            events
-                .iter()
-                .filter(|e| e.kind == EventKind::Loop)
-                .map(|e| LoopBoundary {
-                    location: e.location.clone(),
-                    first_active: if e.done { u64::MAX } else { e.iteration },
-                })
-                .collect(),
-        );
-        events.retain(|e| !is_forgotten(&e.location, &forgotten));
+        };
+        for row in rows {
+            events.push(decode_event(&row)?);
+        }
     }
     Ok(events)
-}
-
-/// Decodes `rows` (in history order), each loop's event holding its newest
-/// checkpoint, whether its own row or a step carrying one holds it (see
-/// [`CARRY_EVERY`]); and whether a carried one was newer.
-fn with_carried(rows: &[Row]) -> Result<(Vec<Event>, bool), StoreError> {
-    let mut events = Vec::with_capacity(rows.len());
-    let mut carried = Vec::new();
-    for row in rows {
-        let event = decode_event(row)?;
-        if let Some(state) = row.try_get::<_, Option<String>>(12)? {
-            let deleted_below: Option<i64> = row.try_get(13)?;
-            carried.push((
-                event.location.clone(),
-                event.recorded_at,
-                state,
-                deleted_below,
-            ));
-        }
-        events.push(event);
-    }
-    let loops: std::collections::HashMap<Location, usize> = events
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.kind == EventKind::Loop)
-        .map(|(i, e)| (e.location.clone(), i))
-        .collect();
-    let mut moved = false;
-    for (step, recorded_at, state, deleted_below) in carried {
-        let Some((branch, _)) = step.split_last() else {
-            continue;
-        };
-        let Some((loop_location, iteration)) = branch.split_last() else {
-            continue;
-        };
-        let iteration = iteration.head();
-        let Some(&at) = loops.get(&loop_location) else {
-            continue;
-        };
-        let l = &mut events[at];
-        if !l.done && l.iteration < iteration {
-            l.iteration = iteration;
-            l.data = Some(state);
-            l.deleted_below = decode_count("deleted_below", deleted_below.unwrap_or(0))?;
-            l.recorded_at = recorded_at;
-            moved = true;
-        }
-    }
-    Ok((events, moved))
 }
 
 /// The loop events, in history order.
 pub(super) async fn loops(tx: &Tx<'_>, id: WorkflowId) -> Result<Vec<Event>, StoreError> {
-    let mut events = in_order(tx, id, "AND (kind = 4 OR checkpoint_state IS NOT NULL)").await?;
-    events.retain(|e| e.kind == EventKind::Loop);
-    Ok(events)
+    in_order(tx, id, "AND kind = 4").await
 }
 
 /// Every stored event, forgotten ones included, in history order.
@@ -158,8 +77,11 @@ async fn in_order(tx: &Tx<'_>, id: WorkflowId, condition: &str) -> Result<Vec<Ev
             "SELECT {EVENT_COLUMNS} FROM events WHERE workflow_id = $1 {condition} ORDER BY location"
         ))
         .await?;
-    let rows = tx.query(&stmt, &[&id.to_string()]).await?;
-    Ok(with_carried(&rows)?.0)
+    tx.query(&stmt, &[&id.to_string()])
+        .await?
+        .iter()
+        .map(decode_event)
+        .collect()
 }
 
 /// Upserts one event.
@@ -345,11 +267,10 @@ async fn forget(
 /// each read the fence's answer, so the fence runs (and locks the row)
 /// before either writes; when it fails, the statement fails and nothing
 /// lands. Parameters: `$1`-`$5` the fence's, `$6`/`$7` the deleted key
-/// range (none when null), `$8`-`$17` and `$19`-`$21` the events' columns,
-/// `$18` the time. One range as two values, not a list of ranges: a list
-/// joined to the table lets a generic plan walk all the workflow's events
-/// (and the dead entries of earlier deletions) for every commit. A step's
-/// row keeps the checkpoint it carries when it is written again without one.
+/// range (none when null), `$8`-`$17` and `$19` the events' columns, `$18`
+/// the time. One range as two values, not a list of ranges: a list joined
+/// to the table lets a generic plan walk all the workflow's events (and
+/// the dead entries of earlier deletions) for every commit.
 static ONE_STATEMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH fence (ok) AS ({fence}),
@@ -360,25 +281,20 @@ static ONE_STATEMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
          put AS (
              INSERT INTO events
                (workflow_id, location, version, kind, name, input_hash, data, error, attempts,
-                iteration, done, recorded_at, deleted_below, checkpoint_state,
-                checkpoint_deleted_below)
+                iteration, done, recorded_at, deleted_below)
              SELECT $2, r.location, r.version, r.kind, r.name, r.input_hash, r.data, r.error,
-                    r.attempts, r.iteration, r.done, $18, r.deleted_below, r.checkpoint_state,
-                    r.checkpoint_deleted_below
+                    r.attempts, r.iteration, r.done, $18, r.deleted_below
              FROM unnest($8::bytea[], $9::int[], $10::int[], $11::text[], $12::bigint[],
                          $13::text[], $14::text[], $15::int[], $16::bigint[], $17::bool[],
-                         $19::bigint[], $20::text[], $21::bigint[])
+                         $19::bigint[])
                AS r (location, version, kind, name, input_hash, data, error, attempts,
-                     iteration, done, deleted_below, checkpoint_state, checkpoint_deleted_below)
+                     iteration, done, deleted_below)
              WHERE (SELECT ok FROM fence) = 1
              ON CONFLICT (workflow_id, location) DO UPDATE SET
                version = EXCLUDED.version, kind = EXCLUDED.kind, name = EXCLUDED.name,
                input_hash = EXCLUDED.input_hash, data = EXCLUDED.data, error = EXCLUDED.error,
                attempts = EXCLUDED.attempts, iteration = EXCLUDED.iteration, done = EXCLUDED.done,
-               recorded_at = EXCLUDED.recorded_at, deleted_below = EXCLUDED.deleted_below,
-               checkpoint_state = COALESCE(EXCLUDED.checkpoint_state, events.checkpoint_state),
-               checkpoint_deleted_below =
-                 COALESCE(EXCLUDED.checkpoint_deleted_below, events.checkpoint_deleted_below))
+               recorded_at = EXCLUDED.recorded_at, deleted_below = EXCLUDED.deleted_below)
          SELECT ok FROM fence",
         fence = leases::FENCE
     )
@@ -404,8 +320,6 @@ pub(super) struct OneStatement {
     iteration: Vec<i64>,
     done: Vec<bool>,
     deleted_below: Vec<i64>,
-    checkpoint_state: Vec<Option<String>>,
-    checkpoint_deleted_below: Vec<Option<i64>>,
 }
 
 impl OneStatement {
@@ -417,10 +331,22 @@ impl OneStatement {
     /// holds.
     pub(super) fn of(ops: &[WriteOp]) -> Result<Option<Self>, StoreError> {
         let mut one = OneStatement::default();
-        let mut puts = Vec::new();
         for op in ops {
             match op {
-                WriteOp::Put(e) => puts.push(e),
+                WriteOp::Put(e) => {
+                    let row = EventRow::encode(e)?;
+                    one.location.push(row.location);
+                    one.version.push(row.version);
+                    one.kind.push(row.kind);
+                    one.name.push(e.name.clone());
+                    one.input_hash.push(encode_hash(e.input_hash));
+                    one.data.push(e.data.clone());
+                    one.error.push(row.error);
+                    one.attempts.push(row.attempts);
+                    one.iteration.push(row.iteration);
+                    one.done.push(e.done);
+                    one.deleted_below.push(row.deleted_below);
+                }
                 WriteOp::ForgetIterations {
                     loop_location,
                     from,
@@ -435,34 +361,6 @@ impl OneStatement {
                     return Ok(None)
                 }
             }
-        }
-        let carried = carried(&puts);
-        for (at, e) in puts.iter().enumerate() {
-            if carried.iter().any(|&(checkpoint, _)| checkpoint == at) {
-                continue;
-            }
-            let carries = carried
-                .iter()
-                .find(|&&(_, step)| step == at)
-                .map(|&(checkpoint, _)| puts[checkpoint]);
-            let row = EventRow::encode(e)?;
-            one.location.push(row.location);
-            one.version.push(row.version);
-            one.kind.push(row.kind);
-            one.name.push(e.name.clone());
-            one.input_hash.push(encode_hash(e.input_hash));
-            one.data.push(e.data.clone());
-            one.error.push(row.error);
-            one.attempts.push(row.attempts);
-            one.iteration.push(row.iteration);
-            one.done.push(e.done);
-            one.deleted_below.push(row.deleted_below);
-            one.checkpoint_state
-                .push(carries.and_then(|c| c.data.clone()));
-            one.checkpoint_deleted_below.push(match carries {
-                Some(c) => Some(encode_count("deleted_below", c.deleted_below, 64)?),
-                None => None,
-            });
         }
         let mut locations: Vec<&Vec<u8>> = one.location.iter().collect();
         locations.sort();
@@ -506,44 +404,12 @@ impl OneStatement {
                 &self.done,
                 &now,
                 &self.deleted_below,
-                &self.checkpoint_state,
-                &self.checkpoint_deleted_below,
             ],
         )
         .await
         .map(drop)
         .map_err(|e| leases::fence_error(e, lease))
     }
-}
-
-/// The loop checkpoints among `puts` that a step of the iteration they
-/// begin carries instead of the loop's row (see [`CARRY_EVERY`]), as
-/// `(checkpoint, step)` indices: not at a multiple of `CARRY_EVERY` (the
-/// first iteration's included, so every loop's row is written when it
-/// starts: the engine never lets a later checkpoint replace that one
-/// unwritten), and only by a step directly in the iteration's branch,
-/// which no other loop's deletions reach.
-fn carried(puts: &[&Event]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    for (at, checkpoint) in puts.iter().enumerate() {
-        if checkpoint.kind != EventKind::Loop
-            || checkpoint.done
-            || checkpoint.data.is_none()
-            || checkpoint.iteration % CARRY_EVERY == 0
-        {
-            continue;
-        }
-        let branch = iteration_location(&checkpoint.location, checkpoint.iteration);
-        let step = puts.iter().position(|e| {
-            e.kind != EventKind::Loop && e.location.split_last().is_some_and(|(b, _)| b == branch)
-        });
-        if let Some(step) = step {
-            if !out.iter().any(|&(_, s)| s == step) {
-                out.push((at, step));
-            }
-        }
-    }
-    out
 }
 
 fn decode_event(row: &Row) -> Result<Event, StoreError> {

@@ -21,7 +21,6 @@ pub(super) async fn explain_all(tx: &Tx<'_>) -> Result<Vec<QueryPlan>, StoreErro
     let (ids, no, blobs) = (vec![id.to_string()], false, vec![key.to_vec()]);
     let (ints, bigints, bools) = (vec![0_i32], vec![0_i64], vec![false]);
     let (texts, maybe) = (vec![k.clone()], vec![None::<String>]);
-    let maybe_bigints = vec![None::<i64>];
     let checks: [(&'static str, &'static str, String, Vec<&(dyn ToSql + Sync)>); 11] = [
         (
             "claim",
@@ -82,27 +81,8 @@ pub(super) async fn explain_all(tx: &Tx<'_>) -> Result<Vec<QueryPlan>, StoreErro
             "AND (location >= '\\x01'::bytea) AND (location < '\\x01'::bytea))",
             history::one_statement_sql().to_string(),
             vec![
-                &ids,
-                &id,
-                &no,
-                &id,
-                &one,
-                &key,
-                &key,
-                &blobs,
-                &ints,
-                &ints,
-                &texts,
-                &bigints,
-                &maybe,
-                &maybe,
-                &ints,
-                &bigints,
-                &bools,
-                &zero,
-                &bigints,
-                &maybe,
-                &maybe_bigints,
+                &ids, &id, &no, &id, &one, &key, &key, &blobs, &ints, &ints, &texts, &bigints,
+                &maybe, &maybe, &ints, &bigints, &bools, &zero, &bigints,
             ],
         ),
         (

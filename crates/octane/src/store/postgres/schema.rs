@@ -184,15 +184,4 @@ CREATE INDEX workflows_leased ON workflows (lease_owner, lease_expires)
     WHERE state = 'running';
 "#,
     ),
-    (
-        11,
-        r#"
--- A loop's checkpoint may ride in the row of a step of the iteration it
--- begins, written in the same statement, instead of rewriting the loop's
--- own row: one row per iteration instead of two (`history::CARRY_EVERY`).
--- The loop's row is the checkpoint unless such a step holds a newer one.
-ALTER TABLE events ADD COLUMN checkpoint_state TEXT;
-ALTER TABLE events ADD COLUMN checkpoint_deleted_below BIGINT;
-"#,
-    ),
 ];
