@@ -54,6 +54,8 @@ pub struct Faults {
     pub injected: AtomicU64,
     /// How many claims were made through the wrapper.
     pub claims: AtomicU64,
+    /// How many workflows were read (`Catalog::get`) through the wrapper.
+    pub gets: AtomicU64,
 }
 
 impl std::fmt::Debug for Faults {
@@ -98,6 +100,7 @@ impl Faults {
             chaos: Mutex::new(None),
             injected: AtomicU64::new(0),
             claims: AtomicU64::new(0),
+            gets: AtomicU64::new(0),
         })
     }
 
@@ -249,6 +252,15 @@ impl Store for Faults {
     fn watch_names(&self, notify: &Arc<tokio::sync::Notify>, names: &[String]) {
         self.inner.watch_names(notify, names)
     }
+    fn announce_finished(&self, ids: &[WorkflowId]) {
+        self.inner.announce_finished(ids)
+    }
+    fn announces_finished(&self) -> bool {
+        self.inner.announces_finished()
+    }
+    fn watch_finished(&self, sink: Arc<dyn Fn(Option<WorkflowId>) + Send + Sync>) {
+        self.inner.watch_finished(sink)
+    }
     fn broadcasts(&self) -> bool {
         self.inner.broadcasts()
     }
@@ -270,6 +282,7 @@ impl Catalog for Faults {
         self.inner.catalog().create(w).await
     }
     async fn get(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>, StoreError> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
         self.enter(Op::Get).await?;
         self.inner.catalog().get(id).await
     }

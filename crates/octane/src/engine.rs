@@ -264,9 +264,19 @@ impl Engine {
     /// # Cancel safety
     /// Cancel-safe: it only reads.
     pub async fn wait<W: Workflow>(&self, id: WorkflowId) -> Result<W::Output, Error> {
+        let watch = self.core.finishes.watch(id);
+        // Finishes in this process wake the waiter at once, and so do those
+        // of other processes when the store announces them; the polls,
+        // backing off, cover the rest (and an announcement lost with the
+        // process that was to send it).
+        let longest = if self.core.store().announces_finished() {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_millis(500)
+        };
         let mut poll = Duration::from_millis(10);
         loop {
-            let finished = self.core.finished.notified();
+            let finished = watch.notified();
             let info = self.get(id).await?;
             if info.name != W::NAME {
                 return Err(Error::WrongWorkflow {
@@ -308,10 +318,8 @@ impl Engine {
                 }
                 WorkflowState::Pending | WorkflowState::Running | WorkflowState::Sleeping => {}
             }
-            // In-process completions notify at once; the poll covers workers
-            // in other processes.
             let _ = tokio::time::timeout(poll, finished).await;
-            poll = (poll * 2).min(Duration::from_millis(500));
+            poll = (poll * 2).min(longest);
         }
     }
 
@@ -363,7 +371,7 @@ impl Engine {
     pub async fn cancel(&self, id: WorkflowId) -> Result<(), Error> {
         self.control(id, Control::Cancel, "cancel", |s| !s.is_finished())
             .await?;
-        self.core.finished.notify_waiters();
+        self.core.finished(&[id]);
         Ok(())
     }
 

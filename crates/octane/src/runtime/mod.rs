@@ -7,6 +7,7 @@
 //! methods copy it on write, so a worker runs exactly the workflows and
 //! settings it was spawned with.
 
+mod finishes;
 mod registry;
 
 use std::sync::Arc;
@@ -14,12 +15,13 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+pub(crate) use finishes::Finishes;
 pub(crate) use registry::{Registry, RunError};
 
 use crate::clock::{duration_ms, Clock};
 use crate::ctx::{RunConfig, RunEnv};
 use crate::message::MessageBus;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WorkflowId};
 
 /// The default cap on a loop's serialized state: 1 MiB.
 pub const DEFAULT_MAX_LOOP_STATE: usize = 1 << 20;
@@ -34,8 +36,8 @@ pub(crate) struct Core {
     /// What every run shares: the store, the run settings, the notifiers.
     pub env: RunEnv,
     pub registry: Registry,
-    /// Some workflow finished: wakes `wait` callers.
-    pub finished: Arc<Notify>,
+    /// The workflows `wait` callers of this process wait for.
+    pub finishes: Arc<Finishes>,
     /// A run left a worker's memory, however it stopped: wakes whoever
     /// waits for the workers to go quiet (the test kit's `settle`).
     pub stopped: Arc<Notify>,
@@ -52,6 +54,12 @@ impl Core {
         let bus = MessageBus::new();
         let sink = bus.clone();
         store.watch_messages(Arc::new(move |m| sink.publish(m)));
+        let finishes = Arc::new(Finishes::default());
+        let heard = finishes.clone();
+        store.watch_finished(Arc::new(move |id| match id {
+            Some(id) => heard.wake(id),
+            None => heard.wake_all(),
+        }));
         Core {
             env: RunEnv {
                 store,
@@ -64,7 +72,7 @@ impl Core {
                 clock: Clock::default(),
             },
             registry: Registry::default(),
-            finished: Arc::new(Notify::new()),
+            finishes,
             stopped: Arc::new(Notify::new()),
             retain_finished: None,
             store_url: None,
@@ -73,6 +81,15 @@ impl Core {
 
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.env.store
+    }
+
+    /// Tells waiters, here and (through the store) in other processes,
+    /// that these workflows finished: their finishing commit is durable.
+    pub(crate) fn finished(&self, ids: &[WorkflowId]) {
+        for id in ids {
+            self.finishes.wake(*id);
+        }
+        self.env.store.announce_finished(ids);
     }
 
     /// Deletes workflows that finished more than `older_than` ago, in

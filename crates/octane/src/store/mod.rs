@@ -143,6 +143,28 @@ pub trait Store: Send + Sync + 'static {
         let _ = (notify, names);
     }
 
+    /// Tells the other processes on the database that these workflows
+    /// finished (completed, failed, cancelled or parked; the transaction
+    /// that finished them has committed), for their `Engine::wait`
+    /// callers. Stores without such a channel ignore it: waiters in other
+    /// processes poll.
+    fn announce_finished(&self, ids: &[WorkflowId]) {
+        let _ = ids;
+    }
+
+    /// Whether [`Store::announce_finished`] reaches the other processes on
+    /// the database, so that their waiters may poll rarely.
+    fn announces_finished(&self) -> bool {
+        false
+    }
+
+    /// Asks the store to hand `sink` every workflow that a process on the
+    /// database announces finished; `None` when some announcements may
+    /// have been missed (the channel was down), so every waiter should look.
+    fn watch_finished(&self, sink: std::sync::Arc<dyn Fn(Option<WorkflowId>) + Send + Sync>) {
+        let _ = sink;
+    }
+
     /// Whether [`Store::broadcast`] reaches subscribers in every process on
     /// the database. Otherwise messages go to the sender's process only,
     /// and the store is never asked to broadcast.

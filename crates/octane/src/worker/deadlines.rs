@@ -22,7 +22,7 @@ pub(super) async fn run(core: Arc<Core>) {
             Ok(expired) => {
                 tracing::info!(workflows = ?expired, "deadline passed: cancelled");
                 metrics::counter!("octane_deadlines_expired_total").increment(expired.len() as u64);
-                core.finished.notify_waiters();
+                core.finished(&expired);
                 // Their parents are runnable now.
                 core.env.runnable.notify_one();
             }

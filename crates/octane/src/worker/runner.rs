@@ -61,7 +61,7 @@ async fn run_one(
                 code: FailureCode::CorruptHistory,
             };
             match store.commit(&lease, batch(core, transition)).await {
-                Ok(()) => core.finished.notify_waiters(),
+                Ok(()) => core.finished(&[id]),
                 Err(e) => {
                     tracing::warn!(error = %error_chain(&e), "could not park the workflow")
                 }
@@ -132,7 +132,7 @@ async fn run_one(
             metrics::counter!("octane_workflow_runs_total", "workflow" => registered.name, "outcome" => outcome)
                 .increment(1);
             if leaves_waiters {
-                core.finished.notify_waiters();
+                core.finished(&[lease.workflow_id]);
             } else {
                 core.env.runnable.notify_one();
             }

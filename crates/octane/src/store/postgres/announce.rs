@@ -1,4 +1,6 @@
-//! Notifications, sent after the transactions they announce and batched.
+//! Notifications, sent after the transactions they announce and batched:
+//! wake-ups, finished workflows (for `Engine::wait` in other processes)
+//! and messages.
 //!
 //! A transaction that sends `NOTIFY` takes a lock every such transaction in
 //! the database shares, and holds it through its commit, WAL flush
@@ -19,8 +21,8 @@ use std::collections::BTreeSet;
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{CHANNEL, MESSAGES};
-use crate::store::StoreError;
+use super::{CHANNEL, FINISHED, MAX_PAYLOAD, MESSAGES};
+use crate::store::{StoreError, WorkflowId};
 
 /// Notifications queued at once: more wait for the next statement.
 const MAX_BATCH: usize = 2_000;
@@ -28,6 +30,8 @@ const MAX_BATCH: usize = 2_000;
 enum Note {
     /// Workflows of these names became runnable.
     Runnable(Vec<String>),
+    /// These workflows finished.
+    Finished(Vec<WorkflowId>),
     /// A message (its JSON), and who waits to hear it went out.
     Message(String, oneshot::Sender<Result<(), StoreError>>),
 }
@@ -56,6 +60,14 @@ impl Announcer {
         }
     }
 
+    /// Announces that these workflows finished (in transactions that have
+    /// committed).
+    pub(super) fn finished(&self, ids: &[WorkflowId]) {
+        if !ids.is_empty() {
+            let _ = self.notes.send(Note::Finished(ids.to_vec()));
+        }
+    }
+
     /// Sends a message; returns once it is out.
     pub(super) async fn message(&self, payload: String) -> Result<(), StoreError> {
         let (sent, outcome) = oneshot::channel();
@@ -69,10 +81,12 @@ impl Announcer {
 async fn announce(pool: Pool, mut queue: mpsc::UnboundedReceiver<Note>) {
     while let Some(first) = queue.recv().await {
         let mut names = BTreeSet::new();
+        let mut finished = Vec::new();
         let mut messages = Vec::new();
         let mut waiting = Vec::new();
         let mut take = |note| match note {
             Note::Runnable(n) => names.extend(n),
+            Note::Finished(ids) => finished.extend(ids),
             Note::Message(payload, sent) => {
                 messages.push(payload);
                 waiting.push(sent);
@@ -85,10 +99,15 @@ async fn announce(pool: Pool, mut queue: mpsc::UnboundedReceiver<Note>) {
                 Err(_) => break,
             }
         }
-        // Wake-ups first, then the messages in the order they were sent.
-        let mut channels = vec![CHANNEL; names.len()];
-        channels.extend(std::iter::repeat_n(MESSAGES, messages.len()));
+        // Wake-ups first, then finishes, then the messages in the order
+        // they were sent.
         let mut payloads: Vec<String> = names.into_iter().collect();
+        let mut channels = vec![CHANNEL; payloads.len()];
+        for ids in id_lists(&finished) {
+            payloads.push(ids);
+            channels.push(FINISHED);
+        }
+        channels.extend(std::iter::repeat_n(MESSAGES, messages.len()));
         payloads.append(&mut messages);
         let sent = send(&pool, &channels, &payloads).await;
         if let Err(e) = &sent {
@@ -99,6 +118,26 @@ async fn announce(pool: Pool, mut queue: mpsc::UnboundedReceiver<Note>) {
             let _ = w.send(sent.clone());
         }
     }
+}
+
+/// `ids` as comma-separated lists, each short enough for one `NOTIFY`.
+fn id_lists(ids: &[WorkflowId]) -> Vec<String> {
+    let mut lists = Vec::new();
+    let mut list = String::new();
+    for id in ids {
+        let id = id.to_string();
+        if !list.is_empty() && list.len() + 1 + id.len() > MAX_PAYLOAD {
+            lists.push(std::mem::take(&mut list));
+        }
+        if !list.is_empty() {
+            list.push(',');
+        }
+        list.push_str(&id);
+    }
+    if !list.is_empty() {
+        lists.push(list);
+    }
+    lists
 }
 
 /// Sends the notifications in one transaction that does not wait for its

@@ -86,10 +86,14 @@ use crate::history::Event;
 const CHANNEL: &str = "octane_runnable";
 /// The channel messages travel on.
 const MESSAGES: &str = "octane_messages";
+/// The channel finished workflows are announced on: their ids, separated
+/// by commas.
+const FINISHED: &str = "octane_finished";
 /// The largest payload `NOTIFY` takes is 7,999 bytes.
 const MAX_PAYLOAD: usize = 7_999;
 
 type Sink = Arc<dyn Fn(super::Broadcast) + Send + Sync>;
+type FinishedSink = Arc<dyn Fn(Option<WorkflowId>) + Send + Sync>;
 
 /// Who the listener hands what it hears to.
 #[derive(Default)]
@@ -98,6 +102,7 @@ struct Listeners {
     /// every name).
     runnable: Vec<(Arc<Notify>, Option<std::collections::BTreeSet<String>>)>,
     messages: Vec<Sink>,
+    finished: Vec<FinishedSink>,
 }
 
 /// The PostgreSQL [`Store`].
@@ -427,6 +432,8 @@ enum Heard {
     Runnable(String),
     /// A message, as JSON.
     Message(String),
+    /// Workflows finished: their ids, separated by commas.
+    Finished(String),
 }
 
 /// Keeps a connection listening for wake-ups, reconnecting with backoff.
@@ -453,6 +460,23 @@ async fn listen(config: tokio_postgres::Config, watchers: Arc<Mutex<Listeners>>)
         }
         Err(e) => tracing::warn!(error = %e, "a message notification does not decode; skipped"),
     };
+    // `ids`: the workflows that finished; `None`: some may have, unheard.
+    let finished = |ids: Option<&str>| {
+        let sinks = watchers.lock().expect("watchers lock").finished.clone();
+        match ids {
+            Some(ids) => {
+                for id in ids.split(',') {
+                    match id.parse::<uuid::Uuid>() {
+                        Ok(id) => sinks.iter().for_each(|sink| sink(Some(WorkflowId(id)))),
+                        Err(e) => {
+                            tracing::warn!(error = %e, id, "a finish announcement does not decode; skipped")
+                        }
+                    }
+                }
+            }
+            None => sinks.iter().for_each(|sink| sink(None)),
+        }
+    };
     let mut backoff = Duration::from_millis(100);
     loop {
         if let Ok((client, mut connection)) = config.connect(NoTls).await {
@@ -461,10 +485,11 @@ async fn listen(config: tokio_postgres::Config, watchers: Arc<Mutex<Listeners>>)
                 let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
                 while let Some(Ok(message)) = messages.next().await {
                     if let AsyncMessage::Notification(n) = message {
-                        let heard = if n.channel() == MESSAGES {
-                            Heard::Message(n.payload().to_string())
-                        } else {
-                            Heard::Runnable(n.payload().to_string())
+                        let payload = n.payload().to_string();
+                        let heard = match n.channel() {
+                            MESSAGES => Heard::Message(payload),
+                            FINISHED => Heard::Finished(payload),
+                            _ => Heard::Runnable(payload),
                         };
                         if tx.send(heard).is_err() {
                             break;
@@ -473,15 +498,19 @@ async fn listen(config: tokio_postgres::Config, watchers: Arc<Mutex<Listeners>>)
                 }
             });
             if client
-                .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {MESSAGES}"))
+                .batch_execute(&format!(
+                    "LISTEN {CHANNEL}; LISTEN {MESSAGES}; LISTEN {FINISHED}"
+                ))
                 .await
                 .is_ok()
             {
                 backoff = Duration::from_millis(100);
                 wake(None);
+                finished(None);
                 while let Some(heard) = rx.recv().await {
                     match heard {
                         Heard::Message(message) => deliver(&message),
+                        Heard::Finished(ids) => finished(Some(&ids)),
                         Heard::Runnable(name) if name.is_empty() => wake(None),
                         Heard::Runnable(name) => wake(Some(&name)),
                     }
@@ -618,6 +647,24 @@ impl Store for PostgresStore {
                     .extend(names.iter().cloned());
             }
         }
+    }
+
+    fn announce_finished(&self, ids: &[WorkflowId]) {
+        if let Some(announcer) = &self.announcer {
+            announcer.finished(ids);
+        }
+    }
+
+    fn announces_finished(&self) -> bool {
+        self.notify
+    }
+
+    fn watch_finished(&self, sink: FinishedSink) {
+        self.watchers
+            .lock()
+            .expect("watchers lock")
+            .finished
+            .push(sink);
     }
 
     fn broadcasts(&self) -> bool {
