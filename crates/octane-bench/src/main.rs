@@ -126,6 +126,8 @@ const KEYS: &[&str] = &[
     "loop_rows_1m",
     "loop_iter_p50_us",
     "loop_iter_p99_us",
+    "raw_commit_p50_us",
+    "raw_commit_p99_us",
     "rss_kb_per_wf_in_memory",
     "rss_mb_asleep_in_db",
 ];

@@ -69,20 +69,21 @@ impl Stores {
 
     /// Single-row durable transactions per second, one writer, on the same
     /// disk or server: the physical limit for a sequential loop.
-    pub(crate) async fn raw_commits_per_sec(&self, n: u32) -> anyhow::Result<f64> {
+    pub(crate) async fn raw_commits(&self, n: u32) -> anyhow::Result<RawCommits> {
         match self {
             Stores::Sqlite(dir) => {
                 let conn = rusqlite::Connection::open(dir.path().join("raw.db"))?;
                 conn.pragma_update(None, "journal_mode", "WAL")?;
                 conn.pragma_update(None, "synchronous", "FULL")?;
                 conn.execute_batch("CREATE TABLE IF NOT EXISTS t (v INTEGER)")?;
-                let start = Instant::now();
+                let mut raw = RawCommits::start(n);
                 for i in 0..n {
                     conn.execute_batch("BEGIN")?;
                     conn.execute("INSERT INTO t VALUES (?1)", [i])?;
                     conn.execute_batch("COMMIT")?;
+                    raw.committed();
                 }
-                Ok(f64::from(n) / start.elapsed().as_secs_f64())
+                Ok(raw)
             }
             Stores::Postgres(..) => {
                 // A regular table: a temporary one skips the WAL, and with it
@@ -94,13 +95,45 @@ impl Stores {
                 let stmt = client
                     .prepare("INSERT INTO raw_commits VALUES ($1)")
                     .await?;
-                let start = Instant::now();
+                let mut raw = RawCommits::start(n);
                 for i in 0..i64::from(n) {
                     client.execute(&stmt, &[&i]).await?;
+                    raw.committed();
                 }
-                Ok(f64::from(n) / start.elapsed().as_secs_f64())
+                Ok(raw)
             }
         }
+    }
+}
+
+/// One sample of raw commits: the rate, and each commit's latency.
+pub(crate) struct RawCommits {
+    start: Instant,
+    last: Instant,
+    /// Each commit's latency, µs.
+    pub latencies_us: Vec<f64>,
+}
+
+impl RawCommits {
+    fn start(n: u32) -> Self {
+        let now = Instant::now();
+        RawCommits {
+            start: now,
+            last: now,
+            latencies_us: Vec::with_capacity(n as usize),
+        }
+    }
+
+    fn committed(&mut self) {
+        let now = Instant::now();
+        self.latencies_us
+            .push((now - self.last).as_secs_f64() * 1e6);
+        self.last = now;
+    }
+
+    /// Commits per second over the sample.
+    pub(crate) fn per_sec(&self) -> f64 {
+        self.latencies_us.len() as f64 / (self.last - self.start).as_secs_f64()
     }
 }
 
