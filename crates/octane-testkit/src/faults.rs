@@ -255,10 +255,7 @@ impl Store for Faults {
     fn announce_finished(&self, ids: &[WorkflowId]) {
         self.inner.announce_finished(ids)
     }
-    fn announces_finished(&self) -> bool {
-        self.inner.announces_finished()
-    }
-    fn watch_finished(&self, sink: Arc<dyn Fn(Option<WorkflowId>) + Send + Sync>) {
+    fn watch_finished(&self, sink: Arc<dyn Fn(Option<WorkflowId>) + Send + Sync>) -> bool {
         self.inner.watch_finished(sink)
     }
     fn broadcasts(&self) -> bool {

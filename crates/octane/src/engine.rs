@@ -269,7 +269,7 @@ impl Engine {
         // of other processes when the store announces them; the polls,
         // backing off, cover the rest (and an announcement lost with the
         // process that was to send it).
-        let longest = if self.core.store().announces_finished() {
+        let longest = if self.core.finishes_announced {
             Duration::from_secs(5)
         } else {
             Duration::from_millis(500)

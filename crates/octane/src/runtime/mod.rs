@@ -38,6 +38,8 @@ pub(crate) struct Core {
     pub registry: Registry,
     /// The workflows `wait` callers of this process wait for.
     pub finishes: Arc<Finishes>,
+    /// Whether finishes in other processes are announced to `finishes`.
+    pub finishes_announced: bool,
     /// A run left a worker's memory, however it stopped: wakes whoever
     /// waits for the workers to go quiet (the test kit's `settle`).
     pub stopped: Arc<Notify>,
@@ -56,7 +58,7 @@ impl Core {
         store.watch_messages(Arc::new(move |m| sink.publish(m)));
         let finishes = Arc::new(Finishes::default());
         let heard = finishes.clone();
-        store.watch_finished(Arc::new(move |id| match id {
+        let finishes_announced = store.watch_finished(Arc::new(move |id| match id {
             Some(id) => heard.wake(id),
             None => heard.wake_all(),
         }));
@@ -73,6 +75,7 @@ impl Core {
             },
             registry: Registry::default(),
             finishes,
+            finishes_announced,
             stopped: Arc::new(Notify::new()),
             retain_finished: None,
             store_url: None,

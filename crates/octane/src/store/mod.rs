@@ -152,17 +152,17 @@ pub trait Store: Send + Sync + 'static {
         let _ = ids;
     }
 
-    /// Whether [`Store::announce_finished`] reaches the other processes on
-    /// the database, so that their waiters may poll rarely.
-    fn announces_finished(&self) -> bool {
-        false
-    }
-
     /// Asks the store to hand `sink` every workflow that a process on the
     /// database announces finished; `None` when some announcements may
     /// have been missed (the channel was down), so every waiter should look.
-    fn watch_finished(&self, sink: std::sync::Arc<dyn Fn(Option<WorkflowId>) + Send + Sync>) {
+    /// Returns whether announcements from other processes will reach it
+    /// (then waiters may poll rarely).
+    fn watch_finished(
+        &self,
+        sink: std::sync::Arc<dyn Fn(Option<WorkflowId>) + Send + Sync>,
+    ) -> bool {
         let _ = sink;
+        false
     }
 
     /// Whether [`Store::broadcast`] reaches subscribers in every process on

@@ -462,7 +462,7 @@ async fn listen(config: tokio_postgres::Config, watchers: Arc<Mutex<Listeners>>)
     };
     // `ids`: the workflows that finished; `None`: some may have, unheard.
     let finished = |ids: Option<&str>| {
-        let sinks = watchers.lock().expect("watchers lock").finished.clone();
+        let sinks = &watchers.lock().expect("watchers lock").finished;
         match ids {
             Some(ids) => {
                 for id in ids.split(',') {
@@ -655,16 +655,13 @@ impl Store for PostgresStore {
         }
     }
 
-    fn announces_finished(&self) -> bool {
-        self.notify
-    }
-
-    fn watch_finished(&self, sink: FinishedSink) {
+    fn watch_finished(&self, sink: FinishedSink) -> bool {
         self.watchers
             .lock()
             .expect("watchers lock")
             .finished
             .push(sink);
+        self.notify
     }
 
     fn broadcasts(&self) -> bool {
